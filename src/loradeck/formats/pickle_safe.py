@@ -1,0 +1,35 @@
+"""Loading pickled ``.pt``/``.ckpt`` files without running their code.
+
+Only ``torch.load(weights_only=True)`` is used: its unpickler accepts tensors, plain containers and numbers and
+refuses every other global, so a hostile pickle cannot execute anything. A checkpoint that wraps its weights in
+``{"state_dict": {...}}`` (Lightning, old A1111 .ckpt) is unwrapped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from loradeck.errors import FormatError
+
+
+def load_pickle_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Load a tensor dict from a pickled checkpoint, safely; raise FormatError otherwise."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True, mmap=False)
+    except FileNotFoundError as e:
+        raise FormatError(path, "file does not exist") from e
+    except Exception as e:  # UnpicklingError (forbidden global), zip errors, truncation...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FormatError(path, f"is not a safely loadable PyTorch checkpoint ({first})") from e
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise FormatError(path, f"holds a {type(obj).__name__}, not a dict of tensors")
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise FormatError(path, "holds no tensors")
+    return tensors
