@@ -90,9 +90,13 @@ def _attention_sites(dpath: str, sgm: str, depth: int) -> list[_Site]:
     sites.append(_Site(f"{dpath}.norm", f"{sgm}_norm", "extra"))
     for k in range(depth):
         for leaf in ATTN_LEAVES:
-            sites.append(_Site(f"{dpath}.transformer_blocks.{k}.{leaf}", f"{sgm}_transformer_blocks_{k}_{_u(leaf)}", "attn"))
+            sites.append(
+                _Site(f"{dpath}.transformer_blocks.{k}.{leaf}", f"{sgm}_transformer_blocks_{k}_{_u(leaf)}", "attn")
+            )
         for norm in ("norm1", "norm2", "norm3"):
-            sites.append(_Site(f"{dpath}.transformer_blocks.{k}.{norm}", f"{sgm}_transformer_blocks_{k}_{norm}", "extra"))
+            sites.append(
+                _Site(f"{dpath}.transformer_blocks.{k}.{norm}", f"{sgm}_transformer_blocks_{k}_{norm}", "extra")
+            )
     return sites
 
 
@@ -215,6 +219,10 @@ def _has_text_model(config: dict) -> bool:
 
 def keymap_for_family(family: Family) -> KeyMap:
     """KeyMap from the configs shipped for ``family`` (sd1, sd2, sdxl)."""
+    if family is Family.DEMO:
+        from loradeck.demo.build import text_config, unet_config  # the embedded model's own (tiny) configs
+
+        return build_keymap(family, unet_config(), {"te1": text_config(1, 0, 0)}, {"te1": False})
     folder = family.config_dir
     if folder is None:
         raise ValueError(f"no shipped config for family {family.value!r}; use keymap_from_models")

@@ -1,0 +1,125 @@
+"""Match a parsed LoRA against a keymap and the loaded modules; say what matched, what did not, and why."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from loradeck.families import Family
+from loradeck.lora.keymap import KeyMap, ModuleRef
+from loradeck.lora.spec import LoraFile, ModuleSpec
+
+
+@dataclass
+class FileReport:
+    """What one LoRA file did to the model."""
+
+    name: str
+    path: str
+    family: Family
+    format: str
+    layout: str
+    modules_total: int  # modules in the file
+    modules_matched: int = 0
+    unmatched_modules: list[str] = field(default_factory=list)
+    unmatched_keys: list[str] = field(default_factory=list)
+    shape_mismatches: list[str] = field(default_factory=list)
+    skipped: bool = False
+    warning: str = ""
+
+
+@dataclass
+class StackReport:
+    """The per-file reports of one ``apply`` plus the warnings to show the user (one per skipped file)."""
+
+    family: Family
+    files: list[FileReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    recomputed: int = 0  # parameters whose merged value changed in this apply
+
+
+def shape_problem(spec: ModuleSpec, module: nn.Module) -> str | None:
+    """Why ``spec`` cannot be applied to ``module`` (shape-wise), or None when it fits."""
+    w = getattr(module, "weight", None)
+    if w is None:
+        return f"{spec.name}: target module has no weight"
+    t = {k: tuple(v.shape) for k, v in spec.tensors.items()}
+    out, per_row = w.shape[0], w.numel() // max(w.shape[0], 1)
+    ok = True
+    if spec.kind == "lora":
+        down, up = t["lora_down.weight"], t["lora_up.weight"]
+        cols = math.prod(down[1:]) * (math.prod(t["lora_mid.weight"][2:]) if "lora_mid.weight" in t else 1)
+        ok = up[0] == out and cols == per_row
+    elif spec.kind == "loha":
+        if "hada_t1" in t:
+            ok = t["hada_w1_a"][1] == out and t["hada_w1_b"][1] * math.prod(t["hada_t1"][2:]) == per_row
+        else:
+            ok = t["hada_w1_a"][0] == out and t["hada_w1_b"][1] == per_row
+    elif spec.kind == "lokr":
+        a, c = t["lokr_w1"] if "lokr_w1" in t else (t["lokr_w1_a"][0], t["lokr_w1_b"][1])
+        if "lokr_w2" in t:
+            b, rest = t["lokr_w2"][0], math.prod(t["lokr_w2"][1:])
+        elif "lokr_t2" in t:
+            b, rest = t["lokr_w2_a"][1], t["lokr_w2_b"][1] * math.prod(t["lokr_t2"][2:])
+        else:
+            b, rest = t["lokr_w2_a"][0], t["lokr_w2_b"][1]
+        ok = a * b == out and c * rest == per_row
+    elif spec.kind == "full":
+        ok = math.prod(t["diff"]) == w.numel()
+    elif spec.kind == "norm":
+        ok = math.prod(t["w_norm"]) == w.numel()
+    elif spec.kind == "ia3":
+        on_input = "on_input" in spec.tensors and bool(spec.tensors["on_input"].flatten()[0].item())
+        ok = math.prod(t["weight"]) == (w.shape[1] if on_input else out)
+    if ok and "dora_scale" in t:
+        ok = math.prod(t["dora_scale"]) in (out, w.shape[1] if w.dim() > 1 else out)
+    for bias_key in ("diff_b", "b_norm"):
+        if ok and bias_key in t:
+            b = getattr(module, "bias", None)
+            ok = b is not None and math.prod(t[bias_key]) == b.numel()
+    if ok:
+        return None
+    shapes = ", ".join(f"{k} {list(v)}" for k, v in t.items() if k != "alpha")
+    return f"{spec.name} ({shapes}) does not fit weight {list(w.shape)}"
+
+
+def match_lora(
+    lora: LoraFile, keymap: KeyMap, module_of: Callable[[ModuleRef], nn.Module | None] | None = None
+) -> tuple[FileReport, list[tuple[ModuleSpec, ModuleRef]]]:
+    """Resolve every module of ``lora`` through ``keymap``; check shapes when ``module_of`` gives the modules."""
+    rep = FileReport(
+        name=lora.name,
+        path=str(lora.path),
+        family=lora.family,
+        format=lora.format,
+        layout=lora.layout,
+        modules_total=len(lora.modules),
+        unmatched_keys=list(lora.unparsed_keys),
+    )
+    if lora.family not in (Family.UNKNOWN, keymap.family):
+        rep.skipped = True
+        rep.warning = (
+            f"LoRA {lora.name} is for {lora.family.label} but the loaded model is {keymap.family.label}; it was skipped"
+        )
+        return rep, []
+    matched: list[tuple[ModuleSpec, ModuleRef]] = []
+    for name, spec in lora.modules.items():
+        ref = keymap.resolve(name)
+        module = module_of(ref) if (ref is not None and module_of is not None) else None
+        if ref is None or (module_of is not None and module is None):
+            rep.unmatched_modules.append(name)
+            rep.unmatched_keys.extend(spec.keys)
+            continue
+        problem = shape_problem(spec, module) if module is not None else None
+        if problem:
+            rep.shape_mismatches.append(problem)
+            continue
+        matched.append((spec, ref))
+    rep.modules_matched = len(matched)
+    if not matched and not rep.shape_mismatches:
+        rep.skipped = True
+        rep.warning = f"LoRA {lora.name} matches no module of the loaded {keymap.family.label} model; it was skipped"
+    return rep, matched
