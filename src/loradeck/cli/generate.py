@@ -1,0 +1,101 @@
+"""`loradeck generate`: pictures from a prompt, with `<lora:name:weight>` tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help='Prompt; LoRAs with A1111 tags, e.g. "a cat <lora:style:0.8>".')] = "",
+    negative: Annotated[str, typer.Option("--negative", "-n", help="Negative prompt.")] = "",
+    seed: Annotated[int, typer.Option(help="Seed; -1 = random. Image i of the job uses seed+i.")] = -1,
+    steps: Annotated[int, typer.Option(help="Sampling steps.")] = 20,
+    cfg: Annotated[float, typer.Option("--cfg", help="CFG scale.")] = 7.0,
+    sampler: Annotated[str, typer.Option(help='A1111 sampler name, e.g. "Euler a", "DPM++ 2M", "DPM++ 2M Karras".')] = "Euler a",
+    scheduler: Annotated[str, typer.Option(help="Schedule type: Automatic, Karras, Exponential, …")] = "Automatic",
+    width: Annotated[int | None, typer.Option(help="Width in pixels (multiple of 8); default: the model's size.")] = None,
+    height: Annotated[int | None, typer.Option(help="Height in pixels (multiple of 8).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 1,
+    batch_count: Annotated[int, typer.Option(help="Number of batches.")] = 1,
+    clip_skip: Annotated[int, typer.Option(help="Clip skip (1 = last layer).")] = 1,
+    checkpoint: Annotated[str | None, typer.Option(help="Checkpoint name or path; default: the embedded demo model.")] = None,
+    init_image: Annotated[Path | None, typer.Option(help="img2img: the starting picture.")] = None,
+    denoise: Annotated[float, typer.Option(help="img2img denoising strength.")] = 0.75,
+    from_png: Annotated[Path | None, typer.Option("--from-png", help="Re-render the settings stored in a PNG's infotext.")] = None,
+    normalize_lora_weights: Annotated[bool, typer.Option(help="Rescale LoRA weights so they sum to 1.")] = False,
+    add_trigger_words: Annotated[bool, typer.Option(help="Append the trigger words of active LoRAs.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Outputs folder (default <home>/outputs).")] = None,
+    models_dir: ModelsDir = None,
+    lora_dir: LoraDir = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="CLIP tokenizer folder for single-file checkpoints.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, fp32, fp16 or bf16.")] = None,
+) -> None:
+    """Generate pictures and save them as PNGs with A1111 infotext."""
+    from PIL import Image
+
+    from loradeck.requests import GenerationRequest
+
+    studio = make_studio(
+        models_dir=models_dir, lora_dir=lora_dir, outputs_dir=out, device=device, dtype=dtype, tokenizer_dir=tokenizer
+    )
+    if from_png is not None:
+        from loradeck.prompt.pnginfo import request_from_png
+
+        request = request_from_png(from_png)
+    else:
+        if not prompt:
+            raise typer.BadParameter("give a PROMPT or --from-png FILE")
+        request = GenerationRequest(
+            prompt=prompt,
+            negative_prompt=negative,
+            seed=seed,
+            steps=steps,
+            cfg_scale=cfg,
+            sampler=sampler,
+            scheduler=scheduler,
+            width=width,
+            height=height,
+            batch_size=batch_size,
+            batch_count=batch_count,
+            clip_skip=clip_skip,
+            checkpoint=checkpoint,
+            init_image=Image.open(init_image) if init_image else None,
+            denoising_strength=denoise,
+            normalize_lora_weights=normalize_lora_weights,
+            add_trigger_words=add_trigger_words,
+        )
+    result = _run_with_progress(studio, request)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    for image in result.images:
+        print(image.path)
+    if result.interrupted:
+        console.print("[yellow]interrupted[/]")
+
+
+def _run_with_progress(studio, request):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total_images = request.batch_size * request.batch_count
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("loading model", total=None)
+
+        def on_progress(first_image: int, step: int, steps: int) -> None:
+            last = min(first_image + request.batch_size, total_images)
+            label = f"image {first_image + 1}" if last == first_image + 1 else f"images {first_image + 1}-{last}"
+            bar.update(task, description=f"{label} of {total_images}", completed=step, total=steps)
+
+        return studio.generate(request, on_progress=on_progress)

@@ -1,0 +1,170 @@
+"""Run a generation on loaded model components with diffusers' pipelines.
+
+We own what makes results reproducible and A1111-like (per-image CPU generators, sampler mapping, prompt
+conditioning, cancellation); diffusers owns the sampling loop, which it does well.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from loradeck.engine.schedulers import make_scheduler
+from loradeck.errors import Cancelled, InvalidRequest
+
+ProgressFn = Callable[[int, int], None]  # (step done, total steps) for the current batch
+
+
+@dataclass
+class Components:
+    """The parts of a loaded base model that a pipeline needs (diffusers/transformers modules)."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler_config: dict[str, Any]
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.text_encoder_2 is not None
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def native_size(self) -> int:
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+
+@dataclass
+class Conditioning:
+    """Text conditioning ready for a diffusers pipeline (from loradeck.engine.conditioning)."""
+
+    prompt_embeds: torch.Tensor
+    negative_prompt_embeds: torch.Tensor
+    pooled_prompt_embeds: torch.Tensor | None = None
+    negative_pooled_prompt_embeds: torch.Tensor | None = None
+
+    def repeat(self, n: int) -> dict[str, torch.Tensor]:
+        out = {k: v.repeat_interleave(n, 0) if v.shape[0] == 1 else v for k, v in self.__dict__.items() if v is not None}
+        return out
+
+
+@dataclass
+class Job:
+    """Control of a running generation from another thread: interrupt (stop all) and skip (stop this batch)."""
+
+    interrupted: threading.Event = field(default_factory=threading.Event)
+    skipped: threading.Event = field(default_factory=threading.Event)
+
+
+class _Skip(Exception):
+    pass
+
+
+class Runner:
+    """Holds the diffusers pipelines built once over shared components."""
+
+    def __init__(self, components: Components, device: torch.device, dtype: torch.dtype):
+        from diffusers import (
+            StableDiffusionImg2ImgPipeline,
+            StableDiffusionPipeline,
+            StableDiffusionXLImg2ImgPipeline,
+            StableDiffusionXLPipeline,
+        )
+
+        self.c, self.device, self.dtype = components, device, dtype
+        scheduler = make_scheduler(components.scheduler_config, "Euler", "Automatic")
+        parts = dict(
+            vae=components.vae,
+            text_encoder=components.text_encoder,
+            tokenizer=components.tokenizer,
+            unet=components.unet,
+            scheduler=scheduler,
+        )
+        if components.is_sdxl:
+            parts |= dict(text_encoder_2=components.text_encoder_2, tokenizer_2=components.tokenizer_2)
+            self.txt2img = StableDiffusionXLPipeline(**parts)
+            self.img2img = StableDiffusionXLImg2ImgPipeline(**parts)
+        else:
+            parts |= dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            self.txt2img = StableDiffusionPipeline(**parts)
+            self.img2img = StableDiffusionImg2ImgPipeline(**parts)
+        for pipe in (self.txt2img, self.img2img):
+            pipe.set_progress_bar_config(disable=True)
+
+    def run(
+        self,
+        cond: Conditioning,
+        seeds: list[int],
+        *,
+        steps: int,
+        cfg_scale: float,
+        sampler: str,
+        schedule: str,
+        width: int,
+        height: int,
+        init_image: Image.Image | None = None,
+        denoising_strength: float = 0.75,
+        job: Job | None = None,
+        progress: ProgressFn | None = None,
+    ) -> list[Image.Image] | None:
+        """One batch: ``len(seeds)`` images, image i drawn from its own CPU generator seeded ``seeds[i]``.
+
+        Returns None when the batch was skipped; raises Cancelled when interrupted.
+        """
+        if width % 8 or height % 8 or width < 8 or height < 8:
+            raise InvalidRequest(f"Size {width}x{height} is not possible: width and height must be multiples of 8.")
+        if width % self.c.vae_scale_factor or height % self.c.vae_scale_factor:
+            raise InvalidRequest(f"Size {width}x{height} must be a multiple of {self.c.vae_scale_factor} for this model.")
+        job = job or Job()
+        n = len(seeds)
+        # CPU generators: the same seed gives the same picture on every machine (A1111's RNG "CPU").
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        scheduler = make_scheduler(self.c.scheduler_config, sampler, schedule, seeds=seeds)
+        pipe = self.img2img if init_image is not None else self.txt2img
+        pipe.scheduler = scheduler
+        total = steps if init_image is None else max(1, int(steps * min(denoising_strength, 1.0)))
+
+        def on_step(_pipe, i, _t, kwargs):
+            if job.interrupted.is_set():
+                raise Cancelled("Generation was interrupted.")
+            if job.skipped.is_set():
+                raise _Skip
+            if progress:
+                progress(i + 1, total)
+            return kwargs
+
+        kwargs: dict[str, Any] = dict(
+            num_inference_steps=steps,
+            guidance_scale=cfg_scale,
+            generator=generators,
+            output_type="np",
+            callback_on_step_end=on_step,
+        )
+        kwargs |= cond.repeat(n)
+        if init_image is not None:
+            image = init_image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+            kwargs |= dict(image=[image] * n, strength=denoising_strength)
+        else:
+            kwargs |= dict(width=width, height=height)
+        if self.c.is_sdxl:
+            kwargs |= dict(original_size=(height, width), target_size=(height, width))
+        try:
+            with torch.inference_mode():
+                arrays = pipe(**kwargs).images
+        except _Skip:
+            job.skipped.clear()
+            return None
+        return [Image.fromarray(np.round(a * 255).clip(0, 255).astype(np.uint8)) for a in arrays]
+

@@ -1,0 +1,48 @@
+"""What a caller asks the studio to do, and what it gets back (typed, shared by CLI, server and UI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = -1  # -1 = random; image i of the job uses seed + i
+    steps: int = 20
+    cfg_scale: float = 7.0
+    sampler: str = "Euler a"
+    scheduler: str = "Automatic"
+    width: int | None = None  # None = the model's native size
+    height: int | None = None
+    batch_size: int = 1
+    batch_count: int = 1
+    clip_skip: int = 1
+    init_image: Image.Image | None = None  # img2img when set
+    denoising_strength: float = 0.75
+    checkpoint: str | None = None  # None = whatever is loaded (the demo model at first)
+    normalize_lora_weights: bool = False
+    add_trigger_words: bool = False
+    save: bool = True
+
+
+@dataclass
+class GeneratedImage:
+    image: Image.Image
+    seed: int
+    infotext: str
+    path: Path | None = None
+
+
+@dataclass
+class GenerationResult:
+    images: list[GeneratedImage]
+    prompt: str  # the prompt as recorded (tags kept, effective weights)
+    negative_prompt: str
+    seeds: list[int]
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False

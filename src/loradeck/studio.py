@@ -1,0 +1,299 @@
+"""The studio: the one object that owns state — the library, the loaded model, the merged LoRAs.
+
+CLI, server and UI are thin layers over it. Every public method is safe to call from several threads: one generation
+runs at a time (the model and its merged LoRAs are shared state), other calls wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from loradeck import __version__
+from loradeck.errors import InvalidRequest, LoradeckError, ModelLoadError
+from loradeck.families import Family
+from loradeck.requests import GeneratedImage, GenerationRequest, GenerationResult
+from loradeck.settings import Settings, load_settings
+
+log = logging.getLogger("loradeck")
+
+DEMO = "demo"
+MAX_SEED = 4294967294  # A1111: random.randrange(4294967294)
+
+# (image index in the job, step done, steps in this image's batch)
+ProgressFn = Callable[[int, int, int], None]
+
+
+@dataclass
+class LoadedModel:
+    """A base model in memory, with what the studio needs to generate and to describe it."""
+
+    name: str  # file stem (A1111's "Model")
+    title: str
+    path: Path
+    family: Family
+    short_hash: str | None  # AutoV2, 10 hex (A1111's "Model hash")
+    base: Any  # loradeck.engine.checkpoints.BaseModel
+    runner: Any  # loradeck.engine.pipeline.Runner
+    patcher: Any  # loradeck.lora.patcher.LoraPatcher
+
+
+class Studio:
+    """Owns the library, the loaded base model and its LoRA stack.
+
+    >>> studio = Studio()                     # settings from LORADECK_HOME / config.toml / environment
+    >>> result = studio.generate(GenerationRequest("a red circle on a blue background <lora:stripes:0.8>", seed=1))
+    >>> result.images[0].path
+    """
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any):
+        self.settings = settings.with_(**overrides) if settings else load_settings(**overrides)
+        self._lock = threading.RLock()
+        self._model: LoadedModel | None = None
+        self._library = None
+        self._loras: dict[tuple[str, float], Any] = {}  # (path, mtime) -> parsed LoRA file
+        self.current_job = None
+
+    # ------------------------------------------------------------------------------------------------ library
+    @property
+    def library(self):
+        if self._library is None:
+            from loradeck.library import Library
+
+            self._library = Library(
+                lora_dir=self.settings.lora_path,
+                checkpoint_dir=self.settings.checkpoint_dir,
+                cache_dir=self.settings.cache_dir,
+                extra_lora_dirs=[demo_lora_dir()],
+            )
+        return self._library
+
+    def loras(self, on_progress=None) -> list:
+        """Library entries of every LoRA, after scanning new or changed files."""
+        with self._lock:
+            self.library.scan(on_progress=on_progress)
+            return self.library.loras()
+
+    # ------------------------------------------------------------------------------------------------ models
+    @property
+    def model(self) -> LoadedModel:
+        with self._lock:
+            if self._model is None:
+                self.load_checkpoint(None)
+            assert self._model is not None
+            return self._model
+
+    def load_checkpoint(self, name: str | None) -> LoadedModel:
+        """Load a base model by library name, path, or None/"demo" for the embedded demo model."""
+        from loradeck.engine.checkpoints import load_base_model
+        from loradeck.engine.devices import pick_device, pick_dtype
+        from loradeck.engine.pipeline import Components, Runner
+        from loradeck.lora.patcher import LoraPatcher
+
+        with self._lock:
+            if name in (None, "", DEMO):
+                path, title, short_hash = demo_model_dir(), DEMO, demo_model_hash()
+            else:
+                entry = self.library.resolve_checkpoint(name)
+                path, title, short_hash = Path(entry.path), entry.title, entry.autov2
+            if self._model is not None and self._model.path == path:
+                return self._model
+            device = pick_device(self.settings.device)
+            dtype = torch.float32 if title == DEMO else pick_dtype(self.settings.dtype, device)
+            old, self._model = self._model, None
+            del old  # free the previous model before loading the next one
+            try:
+                base = load_base_model(path, device=device, dtype=dtype, tokenizer_dir=self.settings.tokenizer_dir)
+            except LoradeckError:
+                raise
+            except Exception as exc:  # a broken file must not take the studio down
+                raise ModelLoadError(f"Could not load the model {path}: {exc}") from exc
+            family = Family.DEMO if title == DEMO else base.family
+            components = Components(
+                unet=base.unet,
+                vae=base.vae,
+                text_encoder=base.text_encoder,
+                tokenizer=base.tokenizer,
+                text_encoder_2=base.text_encoder_2,
+                tokenizer_2=base.tokenizer_2,
+                scheduler_config=dict(base.scheduler_config),
+            )
+            runner = Runner(components, device, dtype)
+            patcher = LoraPatcher.for_model(base)
+            self._model = LoadedModel(
+                name=DEMO if title == DEMO else path.stem,
+                title=title,
+                path=path,
+                family=family,
+                short_hash=short_hash,
+                base=base,
+                runner=runner,
+                patcher=patcher,
+            )
+            if self.settings.attention_slicing:
+                runner.txt2img.enable_attention_slicing()
+            if self.settings.cpu_offload and device.type == "cuda":
+                runner.txt2img.enable_model_cpu_offload()
+            return self._model
+
+    # ------------------------------------------------------------------------------------------------ generate
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        job: Any = None,
+        on_progress: ProgressFn | None = None,
+    ) -> GenerationResult:
+        """Generate pictures; LoRAs from ``<lora:…>`` tags in the prompt are merged for the duration of the job."""
+        from loradeck.engine.conditioning import encode_prompts
+        from loradeck.engine.outputs import output_folder, save_png
+        from loradeck.engine.pipeline import Job
+        from loradeck.engine.schedulers import resolve
+
+        self._validate(request)
+        job = job or Job()
+        with self._lock:
+            self.current_job = job
+            try:
+                if request.checkpoint:
+                    self.load_checkpoint(request.checkpoint)
+                model = self.model
+                sampler, schedule = resolve(request.sampler, request.scheduler)
+                plan = self._plan_loras(request, model)
+                model.patcher.apply(plan.stack)
+                warnings = plan.warnings + list(getattr(model.patcher, "last_warnings", []))
+                width = request.width or model.runner.c.native_size
+                height = request.height or model.runner.c.native_size
+                cond = encode_prompts(
+                    model.base, plan.clean_prompt, request.negative_prompt, clip_skip=request.clip_skip
+                )
+                first = request.seed if request.seed >= 0 else random.randrange(MAX_SEED)
+                total = request.batch_size * request.batch_count
+                seeds = [first + i for i in range(total)]
+                images: list[GeneratedImage] = []
+                folder = output_folder(
+                    self.settings.outputs_path, "img2img" if request.init_image is not None else "txt2img"
+                )
+                interrupted = False
+                for b in range(request.batch_count):
+                    batch_seeds = seeds[b * request.batch_size : (b + 1) * request.batch_size]
+
+                    def progress(step: int, steps: int, _b: int = b) -> None:
+                        if on_progress:
+                            on_progress(_b * request.batch_size, step, steps)
+
+                    try:
+                        pictures = model.runner.run(
+                            cond,
+                            batch_seeds,
+                            steps=request.steps,
+                            cfg_scale=request.cfg_scale,
+                            sampler=sampler,
+                            schedule=schedule,
+                            width=width,
+                            height=height,
+                            init_image=request.init_image,
+                            denoising_strength=request.denoising_strength,
+                            job=job,
+                            progress=progress,
+                        )
+                    except LoradeckError as exc:
+                        if type(exc).__name__ == "Cancelled":
+                            interrupted = True
+                            break
+                        raise
+                    if pictures is None:  # skipped
+                        continue
+                    for seed, picture in zip(batch_seeds, pictures):
+                        infotext = self._infotext(request, plan, model, sampler, schedule, seed, width, height)
+                        path = save_png(picture, folder, seed, infotext) if request.save else None
+                        images.append(GeneratedImage(picture, seed, infotext, path))
+                return GenerationResult(
+                    images=images,
+                    prompt=plan.recorded_prompt,
+                    negative_prompt=request.negative_prompt,
+                    seeds=seeds,
+                    warnings=warnings,
+                    interrupted=interrupted,
+                )
+            finally:
+                self.current_job = None
+
+    def _validate(self, r: GenerationRequest) -> None:
+        lim = self.settings.limits
+        if len(r.prompt) > lim.max_prompt_chars or len(r.negative_prompt) > lim.max_prompt_chars:
+            raise InvalidRequest(f"The prompt is longer than {lim.max_prompt_chars} characters.")
+        for side in (r.width, r.height):
+            if side is not None and not (8 <= side <= lim.max_side and side % 8 == 0):
+                raise InvalidRequest(
+                    f"Size {r.width}x{r.height} is not possible: each side must be a multiple of 8 "
+                    f"between 8 and {lim.max_side}."
+                )
+        if not 1 <= r.steps <= lim.max_steps:
+            raise InvalidRequest(f"Steps must be between 1 and {lim.max_steps}, not {r.steps}.")
+        if not 1 <= r.batch_size <= lim.max_batch or r.batch_count < 1:
+            raise InvalidRequest(f"Batch size must be between 1 and {lim.max_batch} and batch count at least 1.")
+        if r.init_image is not None and not 0.0 < r.denoising_strength <= 1.0:
+            raise InvalidRequest(f"Denoising strength must be in (0, 1], not {r.denoising_strength}.")
+
+    # ------------------------------------------------------------------------------------------------ LoRAs
+    def _plan_loras(self, request: GenerationRequest, model: LoadedModel):
+        from loradeck.studio_loras import plan_loras
+
+        return plan_loras(self, request, model)
+
+    def load_lora_file(self, path: Path):
+        """A parsed LoRA file, cached by path and mtime (a changed file is re-read)."""
+        from loradeck.lora import load_lora
+
+        key = (str(path), path.stat().st_mtime)
+        if key not in self._loras:
+            if len(self._loras) > 32:
+                self._loras.pop(next(iter(self._loras)))
+            self._loras[key] = load_lora(path)
+        return self._loras[key]
+
+    def _infotext(self, request, plan, model, sampler, schedule, seed, width, height) -> str:
+        from loradeck.prompt.infotext import format_infotext
+
+        params: dict[str, Any] = {
+            "Steps": request.steps,
+            "Sampler": sampler,
+            "Schedule type": schedule,
+            "CFG scale": request.cfg_scale,
+            "Seed": seed,
+            "Size": f"{width}x{height}",
+            "Model hash": model.short_hash,
+            "Model": model.name,
+            "Denoising strength": request.denoising_strength if request.init_image is not None else None,
+            "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+            "RNG": "CPU",
+            "Lora hashes": plan.lora_hashes or None,
+            "Version": f"loradeck {__version__}",
+        }
+        return format_infotext(plan.recorded_prompt, request.negative_prompt, params)
+
+
+def demo_model_dir() -> Path:
+    path = Path(__file__).parent / "demo" / "model"
+    if not (path / "model_index.json").is_file():
+        raise ModelLoadError(f"The embedded demo model is missing from {path}; reinstall loradeck.")
+    return path
+
+
+def demo_lora_dir() -> Path:
+    return Path(__file__).parent / "demo" / "loras"
+
+
+def demo_model_hash() -> str:
+    """AutoV2-style short hash of the demo U-Net weights, so infotexts name the exact model."""
+    from loradeck.formats.hashes import sha256_file
+
+    return sha256_file(demo_model_dir() / "unet" / "diffusion_pytorch_model.safetensors")[:10]

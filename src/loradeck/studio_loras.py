@@ -1,0 +1,65 @@
+"""From the `<lora:…>` tags of a prompt to a stack ready to merge: resolve, check, weigh, hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from loradeck.errors import LoradeckError
+from loradeck.families import Family
+
+if TYPE_CHECKING:
+    from loradeck.requests import GenerationRequest
+    from loradeck.studio import LoadedModel, Studio
+
+
+@dataclass
+class LoraPlan:
+    clean_prompt: str  # what the text encoder sees (tags removed, trigger words added if asked)
+    recorded_prompt: str  # what the infotext records (tags kept, effective weights)
+    stack: list[Any] = field(default_factory=list)  # loradeck.lora.StackEntry
+    lora_hashes: str = ""  # A1111's "name: hash12, …"
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -> LoraPlan:
+    from loradeck.library.triggers import append_trigger_words, missing_trigger_words
+    from loradeck.lora import StackEntry
+    from loradeck.prompt.tags import normalize_weights, parse_prompt, rewrite_tag_weights
+
+    parsed = parse_prompt(request.prompt)
+    warnings = list(parsed.warnings)
+    tags = normalize_weights(parsed.loras) if request.normalize_lora_weights else parsed.loras
+    recorded = rewrite_tag_weights(request.prompt, tags) if request.normalize_lora_weights else request.prompt
+    clean = parsed.text
+    stack, hashes, active = [], [], []
+    for tag in tags:
+        try:
+            entry = studio.library.resolve_lora(tag.name)
+        except LoradeckError as exc:  # unknown name: say so, go on with the rest (A1111 does; Forge crashes)
+            warnings.append(str(exc))
+            continue
+        if entry.family not in (Family.UNKNOWN, model.family):
+            warnings.append(
+                f"LoRA {tag.name} is for {Family(entry.family).label} but the model is {model.family.label}; skipped."
+            )
+            continue
+        try:
+            lora = studio.load_lora_file(entry.path)
+        except LoradeckError as exc:
+            warnings.append(str(exc))
+            continue
+        stack.append(StackEntry(lora=lora, te=tag.te, unet=tag.unet, name=tag.name))
+        active.append(entry)
+        short = entry.hashes.get("autov3") if isinstance(entry.hashes, dict) else None
+        if short:
+            name = tag.name.replace(":", "").replace(",", "")
+            hashes.append(f"{name}: {short[:12]}")
+    missing = missing_trigger_words(clean, active)
+    if request.add_trigger_words:
+        clean = append_trigger_words(clean, active)
+        recorded = append_trigger_words(recorded, active)
+    else:
+        for entry, words in missing:
+            warnings.append(f"LoRA {entry.name} is active but none of its trigger words is in the prompt: {words}.")
+    return LoraPlan(clean, recorded, stack, ", ".join(hashes), warnings)
