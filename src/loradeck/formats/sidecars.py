@@ -285,9 +285,14 @@ def preview_candidates(model_path: str | os.PathLike) -> list[Path]:
 
 def find_preview(model_path: str | os.PathLike, siblings: Collection[str] | None = None) -> Path | None:
     """The first existing preview. ``siblings`` (file names in the folder) avoids one stat per candidate in scans."""
-    for cand in preview_candidates(model_path):
-        if (cand.name in siblings) if siblings is not None else cand.is_file():
-            return cand
+    if siblings is None:
+        return next((c for c in preview_candidates(model_path) if c.is_file()), None)
+    p = Path(model_path)
+    stem = p.stem if p.suffix else p.name
+    for ext in PREVIEW_EXTS:  # by name first: building Paths for misses costs more than the scan itself
+        for name in (f"{stem}.{ext}", f"{stem}.preview.{ext}"):
+            if name in siblings:
+                return p.with_name(name)
     return None
 
 
@@ -330,17 +335,21 @@ class Sidecars:
 def read_sidecars(model_path: str | os.PathLike, siblings: Collection[str] | None = None) -> Sidecars:
     """Read every sidecar of ``model_path``; a broken one is reported in ``errors`` and skipped, never raised."""
     out = Sidecars(preview=find_preview(model_path, siblings))
-    for attr, path, reader in (
-        ("user", user_metadata_path(model_path), read_user_metadata),
-        ("civitai", civitai_info_path(model_path), read_civitai_info),
+    p = Path(model_path)
+    stem = p.stem if p.suffix else p.name
+    for attr, suffix, reader in (
+        ("user", ".json", read_user_metadata),
+        ("civitai", CIVITAI_SUFFIX, read_civitai_info),
     ):
-        if siblings is not None and path.name not in siblings:
+        if siblings is not None and stem + suffix not in siblings:
             continue
         try:
             setattr(out, attr, reader(model_path))
         except FormatError as e:
             out.errors.append(str(e))
-    text = read_description(model_path, siblings)
+    text = None
+    if siblings is None or any(stem + s in siblings for s in DESCRIPTION_SUFFIXES):
+        text = read_description(model_path, siblings)
     json_desc = out.user.description if out.user else ""
     out.description = json_desc or text or (out.civitai.description if out.civitai else "") or None
     return out

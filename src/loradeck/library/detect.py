@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -62,22 +64,40 @@ def family_from_metadata(metadata: dict[str, str]) -> Family:
     return Family.UNKNOWN
 
 
-def summarize_lora(header: SafetensorsHeader) -> Summary:
-    """Family, format, rank, alpha and module count of a LoRA header."""
-    try:
-        from loradeck.lora.inspect import describe_header  # the LoRA engine's detector, once it exists
-    except ImportError:
-        describe_header = None
+def summarize_lora(header: SafetensorsHeader, path: Path | None = None) -> Summary:
+    """Family, format, rank, alpha and module count of a LoRA header (``path`` lets the engine read alpha scalars).
+
+    Family: the engine's key/shape detection, else metadata, else A1111's rule (kohya metadata alone means SD1).
+    """
+    describe_header = _engine_describer()
     if describe_header is not None:
         try:
-            s = describe_header(header)
+            s = describe_header(header, path)
             family = Family(s.family)
             if family is Family.UNKNOWN:
                 family = family_from_metadata(header.metadata)
+            if family is Family.UNKNOWN:
+                family = _a1111_default(header.metadata)
             return Summary(family, str(s.format), s.rank, s.alpha, s.module_count)
         except LoradeckError:
             pass  # a layout the engine does not know: the library still lists it, with what metadata says
     return _fallback_summary(header)
+
+
+def _a1111_default(metadata: dict[str, str]) -> Family:
+    """A1111 ``detect_version``: kohya metadata without v2/sdxl markers means SD1; no metadata means Unknown."""
+    return Family.SD1 if any(k.startswith("ss_") for k in metadata) else Family.UNKNOWN
+
+
+@cache
+def _engine_describer() -> Callable[[SafetensorsHeader], Any] | None:
+    """``loradeck.lora.inspect.describe_header`` if the LoRA engine provides it (looked up once: a failed import
+    searches sys.path again on every call)."""
+    try:
+        from loradeck.lora.inspect import describe_header
+    except ImportError:
+        return None
+    return describe_header
 
 
 _FORMAT_MARKERS = (  # parameter suffix → format name, first match wins
@@ -117,9 +137,7 @@ def _family_from_lora_keys(header: SafetensorsHeader) -> Family:
     for name, info in keys.items():
         if name.startswith("lora_te_") and name.endswith("lora_down.weight") and len(info.shape) == 2:
             return {768: Family.SD1, 1024: Family.SD2}.get(info.shape[1], Family.UNKNOWN)
-    if header.metadata and any(k.startswith("ss_") for k in header.metadata):
-        return Family.SD1  # A1111's rule: kohya metadata without v2/sdxl markers means SD1
-    return Family.UNKNOWN
+    return _a1111_default(header.metadata)
 
 
 def _float(text: str | None) -> float | None:

@@ -43,7 +43,7 @@ def lora_row(found: Found, root: Path, hash_fn: HashFn) -> Row:
         metadata, summary = {}, Summary(format="pickle")
         if path.suffix.lower() == ".safetensors":
             header = read_header(path)
-            metadata, summary = header.metadata, summarize_lora(header)
+            metadata, summary = header.metadata, summarize_lora(header, path)
         hashes = hash_fn(path)
     except (FormatError, OSError, ValueError) as e:
         return replace(base, error=_why(path, e))
@@ -76,17 +76,17 @@ def checkpoint_row(found: Found, root: Path) -> Row:
     return replace(base, autov1=autov1, metadata=json.dumps(metadata, ensure_ascii=False), summary=summary.to_json())
 
 
-def _relative(path: Path, root: Path) -> Path:
-    try:
-        return path.relative_to(root)
-    except ValueError:
-        return Path(path.name)
+def _relative(path: Path, root: Path) -> tuple[str, str]:
+    """(posix path relative to ``root``, its folder or ""). String work: pathlib here costs more than the scan."""
+    full, top = path.as_posix(), root.as_posix().rstrip("/") + "/"
+    rel = full[len(top) :] if full.startswith(top) else path.name
+    return rel, rel.rpartition("/")[0]
 
 
 def lora_entry(row: Row, found: Found, root: Path) -> LoraEntry:
     """Combine the cached row with the sidecars, which are re-read every scan (users edit them)."""
     path = found.path
-    rel = _relative(path, root)
+    _, subfolder = _relative(path, root)
     raw = json.loads(row.metadata or "{}")
     metadata = decode_metadata(raw)
     summary = Summary.from_json(row.summary)
@@ -113,7 +113,7 @@ def lora_entry(row: Row, found: Found, root: Path) -> LoraEntry:
         name=path.stem,
         alias=raw.get("ss_output_name") or path.stem,
         path=path,
-        subfolder=rel.parent.as_posix() if rel.parent != Path(".") else "",
+        subfolder=subfolder,
         size=row.size,
         mtime=row.mtime_ns / 1e9,
         family=family,
@@ -135,18 +135,16 @@ def lora_entry(row: Row, found: Found, root: Path) -> LoraEntry:
 
 def checkpoint_entry(row: Row, found: Found, root: Path) -> CheckpointEntry:
     path = found.path
-    rel = _relative(path, root)
+    rel, subfolder = _relative(path, root)
     summary = Summary.from_json(row.summary)
     side = read_sidecars(path, found.siblings)
     family = (side.user.family if side.user else None) or summary.family
     return CheckpointEntry(
-        name=rel.as_posix(),
-        model_name=rel.with_suffix("").as_posix().replace("/", "_")
-        if not found.is_dir
-        else rel.as_posix().replace("/", "_"),
-        stem=path.stem if not found.is_dir else path.name,
+        name=rel,
+        model_name=(rel if found.is_dir else rel[: len(rel) - len(path.suffix)]).replace("/", "_"),
+        stem=path.name if found.is_dir else path.stem,
         path=path,
-        subfolder=rel.parent.as_posix() if rel.parent != Path(".") else "",
+        subfolder=subfolder,
         size=row.size,
         mtime=row.mtime_ns / 1e9,
         family=family,

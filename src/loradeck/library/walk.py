@@ -41,18 +41,21 @@ def walk_models(root: Path, exts: tuple[str, ...], *, diffusers_dirs: bool = Fal
     folders = sorted(_folders(root, diffusers_dirs), key=lambda f: natural_key(str(f[0])))
     out: list[Found] = []
     for folder, files, model_dirs in folders:
-        siblings = frozenset(name for name, _ in files)
-        items = [(name, st, False) for name, st in files if name.lower().endswith(exts)]
-        items += [(name, st, True) for name, st in model_dirs]
-        for name, st, is_dir in sorted(items, key=lambda it: natural_key(it[0])):
-            out.append(Found(folder / name, st, siblings, is_dir))
+        siblings = frozenset(files)
+        items = [(name, False) for name in files if name.lower().endswith(exts)]
+        items += [(name, True) for name in model_dirs]
+        for name, is_dir in sorted(items, key=lambda it: natural_key(it[0])):
+            path = folder / name
+            try:
+                st = path.stat()  # only models are stat-ed: sidecars and previews need just their names
+            except OSError:
+                continue  # a dangling symlink or a file removed while we looked
+            out.append(Found(path, st, siblings, is_dir))
     return out
 
 
-def _folders(
-    root: Path, diffusers_dirs: bool
-) -> Iterator[tuple[Path, list[tuple[str, os.stat_result]], list[tuple[str, os.stat_result]]]]:
-    """Yield (folder, [(file name, stat)], [(diffusers subfolder name, stat)]) for every visible folder."""
+def _folders(root: Path, diffusers_dirs: bool) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """Yield (folder, file names, diffusers subfolder names) for every visible folder."""
     seen: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -76,11 +79,11 @@ def _folders(
                         continue
                     sub = folder / entry.name
                     if diffusers_dirs and (sub / DIFFUSERS_MARKER).is_file():
-                        model_dirs.append((entry.name, entry.stat()))
+                        model_dirs.append(entry.name)
                     else:
                         stack.append(sub)
                 elif entry.is_file():
-                    files.append((entry.name, entry.stat()))
+                    files.append(entry.name)
             except OSError:
                 continue  # a dangling symlink or a file removed while we looked
         yield folder, files, model_dirs
