@@ -273,10 +273,7 @@ def _one_request(
                 raise _Restart  # 200 to a Range request: the server sends the whole file again
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-        if total is not None and listed_size is not None and abs(total - listed_size) > SIZE_TOLERANCE:
-            part.unlink(missing_ok=True)
-            raise SizeMismatch(subject, total, listed_size)
-        return _stream_body(resp, part, subject, hasher, done, total, on_progress)
+        return _stream_body(resp, part, subject, hasher, done, total, listed_size, on_progress)
     finally:
         resp.close()
 
@@ -288,13 +285,18 @@ def _stream_body(
     hasher: StreamHasher,
     done: int,
     total: int | None,
+    listed_size: int | None,
     on_progress: ProgressFn | None,
 ) -> int | None:
     chunks = resp.iter_bytes()
     out = None
     try:
         first = next(chunks, b"")
+        # Look at the body before the size: a login page is a login page, whatever its length.
         _refuse_non_model(resp, first if done == 0 else None, subject, total)
+        if total is not None and listed_size is not None and abs(total - listed_size) > SIZE_TOLERANCE:
+            part.unlink(missing_ok=True)  # the server has another file: resuming it makes no sense
+            raise SizeMismatch(subject, total, listed_size)
         if on_progress:
             on_progress(done, total)
         out = part.open("ab")
