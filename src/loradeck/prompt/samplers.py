@@ -72,6 +72,7 @@ SCHEDULE_LABELS: tuple[str, ...] = tuple(s.label for s in SCHEDULES)
 # Case-insensitive lookup tables (A1111 is case-sensitive for labels, lenient for aliases; we accept both).
 _SAMPLER_BY_KEY = {k.lower(): s for s in SAMPLERS for k in (s.label, *s.aliases)}
 _SCHEDULE_BY_KEY = {k.lower(): s for s in SCHEDULES for k in (s.label, s.name, *s.aliases)}
+_LEGACY_SUFFIXES = sorted(_SCHEDULE_BY_KEY.items(), key=lambda kv: -len(kv[0]))
 
 
 def find_sampler(name: str) -> SamplerName | None:
@@ -93,10 +94,10 @@ def split_legacy_name(name: str) -> tuple[str, str | None]:
     if find_sampler(name) is not None:
         return name, None
     lowered = name.lower()
-    for schedule in SCHEDULES:
-        for option in (schedule.label, schedule.name, *schedule.aliases):
-            if lowered.endswith(" " + option.lower()):
-                return name[: -len(option) - 1].rstrip(), schedule.label
+    # Longest option first, so "... SGM Uniform" is not read as "... SGM" + "Uniform" (A1111 tries them in table order).
+    for option, schedule in _LEGACY_SUFFIXES:
+        if lowered.endswith(" " + option):
+            return name[: -len(option) - 1].rstrip(), schedule.label
     return name, None
 
 

@@ -1,0 +1,211 @@
+"""Prompt text → the embeddings a diffusers pipeline takes, the way A1111 computes them.
+
+A prompt of any length is split into 75-token chunks (``loradeck.prompt.chunks``); each chunk is encoded on its own
+and the results are concatenated along the sequence, so nothing is truncated. Per family:
+
+- SD1 (CLIP-L): last hidden state; clip skip n > 1 takes hidden state ``-n`` and applies ``final_layer_norm``.
+- SD2 (OpenCLIP-H): our converted encoder already ends at OpenCLIP's penultimate block (23 layers), so its last
+  hidden state is what SD2 was trained on; clip skip counts from there, as for SD1 (A1111 ignores clip skip on SD2).
+- SDXL: TE1 and TE2 penultimate hidden states, no final norm, concatenated to 2048 features; the pooled vector is
+  TE2's ``text_embeds`` of the first chunk. Clip skip 1 and 2 both mean penultimate; 3 and up go further (Forge's
+  rule; A1111 ignores clip skip on SDXL, and Pony users' "Clip skip: 2" therefore changes nothing). An empty
+  negative prompt encodes to zeros, as in A1111 and diffusers.
+
+Emphasis "Original" scales each token's vector by its weight and then restores the chunk's original mean, per prompt
+(A1111 takes the mean over the whole batch; per prompt keeps an image reproducible on its own). The positive and
+negative prompts are padded to the same number of chunks with empty-prompt chunks (A1111's ``pad_cond_uncond``).
+Prompts must already have their ``<lora:…>`` tags removed (``loradeck.prompt.tags.parse_prompt(...).text``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from loradeck.errors import InvalidRequest
+from loradeck.families import Family
+from loradeck.prompt.chunks import COMMA_BACKTRACK, EMPHASIS_MODES, PromptChunk, Vocab, pad_chunks, tokenize_prompt
+
+Reader = Callable[[Any], torch.Tensor]  # text-encoder output → the hidden states to use, [chunks, 77, dim]
+
+
+@dataclass
+class Conditioning:
+    """Text conditioning ready for a diffusers pipeline (``pipe(**cond.as_kwargs(), ...)``)."""
+
+    prompt_embeds: torch.Tensor  # [batch, 77·chunks, dim]
+    negative_prompt_embeds: torch.Tensor
+    pooled_prompt_embeds: torch.Tensor | None = None  # SDXL only: [batch, projection dim]
+    negative_pooled_prompt_embeds: torch.Tensor | None = None
+
+    def as_kwargs(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def repeat(self, n: int) -> dict[str, torch.Tensor]:
+        """The kwargs with a batch of one repeated ``n`` times (one per image)."""
+        return {k: v.repeat_interleave(n, 0) if v.shape[0] == 1 else v for k, v in self.as_kwargs().items()}
+
+
+def encode_prompts(
+    model: Any,
+    prompt: str | Sequence[str],
+    negative_prompt: str | Sequence[str] = "",
+    *,
+    clip_skip: int = 1,
+    emphasis: str = "Original",
+    comma_backtrack: int = COMMA_BACKTRACK,
+) -> Conditioning:
+    """Encode with a loaded model: any object with ``family``, ``tokenizer``, ``text_encoder`` (and, for SDXL,
+    ``tokenizer_2``, ``text_encoder_2``) — a diffusers pipeline with a ``family`` attribute does too."""
+    family = Family(getattr(model, "family", Family.SDXL if getattr(model, "text_encoder_2", None) else Family.SD1))
+    tokenizers = [model.tokenizer]
+    encoders = [model.text_encoder]
+    if family == Family.SDXL:
+        tokenizers.append(model.tokenizer_2)
+        encoders.append(model.text_encoder_2)
+    return encode_prompt_pair(
+        family,
+        tokenizers,
+        encoders,
+        prompt,
+        negative_prompt,
+        clip_skip=clip_skip,
+        emphasis=emphasis,
+        comma_backtrack=comma_backtrack,
+    )
+
+
+@torch.no_grad()
+def encode_prompt_pair(
+    family: Family,
+    tokenizers: Sequence[Any],
+    text_encoders: Sequence[torch.nn.Module],
+    prompt: str | Sequence[str],
+    negative_prompt: str | Sequence[str] = "",
+    *,
+    clip_skip: int = 1,
+    emphasis: str = "Original",
+    comma_backtrack: int = COMMA_BACKTRACK,
+    zero_empty_negative: bool | None = None,
+) -> Conditioning:
+    """Embeddings of a batch of prompts and their negatives. One tokenizer/encoder for SD1/SD2, two for SDXL.
+
+    ``zero_empty_negative`` (default: SDXL only) encodes an empty negative prompt as zeros.
+    """
+    if emphasis not in EMPHASIS_MODES:
+        raise InvalidRequest(f"Unknown emphasis mode '{emphasis}'; valid modes are: {', '.join(EMPHASIS_MODES)}.")
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+    if len(negatives) != len(prompts):
+        raise InvalidRequest(f"There are {len(prompts)} prompts but {len(negatives)} negative prompts.")
+    readers = _readers(family, text_encoders, clip_skip)
+    if zero_empty_negative is None:
+        zero_empty_negative = family == Family.SDXL
+
+    texts = list(dict.fromkeys(prompts + negatives))  # each distinct text once
+    chunks = {
+        text: [
+            tokenize_prompt(text, tok, emphasis=emphasis, comma_backtrack=comma_backtrack).chunks for tok in tokenizers
+        ]
+        for text in texts
+    }
+    n_chunks = max(len(c) for per_tok in chunks.values() for c in per_tok)
+    encoded: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    for text in texts:
+        parts, pooled = [], None
+        for tok, encoder, reader, text_chunks in zip(tokenizers, text_encoders, readers, chunks[text], strict=True):
+            padded = pad_chunks(text_chunks, n_chunks, Vocab.of(tok))
+            z, p = encode_chunks(encoder, reader, padded, emphasis)
+            parts.append(z)
+            pooled = p if p is not None else pooled
+        encoded[text] = (torch.cat(parts, dim=-1), pooled)
+
+    def stack(batch: list[str], negative: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        zs, ps = [], []
+        for text in batch:
+            z, p = encoded[text]
+            if negative and zero_empty_negative and text == "":
+                z, p = torch.zeros_like(z), (torch.zeros_like(p) if p is not None else None)
+            zs.append(z)
+            ps.append(p)
+        pooled = torch.cat(ps) if ps[0] is not None else None
+        return torch.cat(zs), pooled
+
+    pos, pos_pooled = stack(prompts, negative=False)
+    neg, neg_pooled = stack(negatives, negative=True)
+    return Conditioning(pos, neg, pos_pooled, neg_pooled)
+
+
+def encode_chunks(
+    encoder: torch.nn.Module, reader: Reader, chunks: list[PromptChunk], emphasis: str = "Original"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """([1, 77·n, dim] embeddings, pooled ``text_embeds`` of the first chunk or None) for one prompt's chunks."""
+    device = next(encoder.parameters()).device
+    ids = torch.tensor([c.tokens for c in chunks], dtype=torch.long, device=device)
+    out = encoder(input_ids=ids, output_hidden_states=True)
+    z = reader(out)
+    weights = torch.tensor([c.weights for c in chunks], dtype=torch.float32, device=device)
+    z = apply_emphasis(z, weights, emphasis)
+    pooled = getattr(out, "text_embeds", None)
+    pooled = pooled[:1] if pooled is not None else None
+    return z.reshape(1, -1, z.shape[-1]), pooled
+
+
+def apply_emphasis(z: torch.Tensor, weights: torch.Tensor, mode: str = "Original") -> torch.Tensor:
+    """Scale each token vector of ``z`` [chunks, 77, dim] by its weight; "Original" then restores each chunk's mean.
+
+    Computed in float32, returned in ``z``'s dtype. All-ones weights return ``z`` unchanged.
+    """
+    if mode in ("Ignore", "None") or bool((weights == 1).all()):
+        return z
+    zf = z.float()
+    scaled = zf * weights.unsqueeze(-1)
+    if mode == "Original":
+        original_mean = zf.mean(dim=(1, 2), keepdim=True)
+        scaled = scaled * (original_mean / scaled.mean(dim=(1, 2), keepdim=True))
+    return scaled.to(z.dtype)
+
+
+# ------------------------------------------------------------------------------------------------ layer choice
+def _readers(family: Family, encoders: Sequence[torch.nn.Module], clip_skip: int) -> list[Reader]:
+    if clip_skip < 1:
+        raise InvalidRequest(f"Clip skip must be 1 or more, not {clip_skip}.")
+    if family in (Family.SD1, Family.SD2, Family.DEMO):
+        if len(encoders) != 1:
+            raise InvalidRequest(f"A {family.label} model has one text encoder, not {len(encoders)}.")
+        return [_final_layer_reader(encoders[0], clip_skip)]
+    if family == Family.SDXL:
+        if len(encoders) != 2:
+            raise InvalidRequest(f"An SDXL model has two text encoders, not {len(encoders)}.")
+        return [_hidden_reader(e, max(clip_skip, 2), clip_skip) for e in encoders]
+    raise InvalidRequest(f"Cannot encode prompts for a model of family {family.label}.")
+
+
+def _layers(encoder: torch.nn.Module) -> int:
+    return int(encoder.config.num_hidden_layers)
+
+
+def _final_layer_reader(encoder: torch.nn.Module, clip_skip: int) -> Reader:
+    if clip_skip == 1:
+        return lambda out: out.last_hidden_state
+    if clip_skip > _layers(encoder):
+        raise InvalidRequest(f"Clip skip {clip_skip} is more than the text encoder's {_layers(encoder)} layers.")
+    norm = _final_layer_norm(encoder)
+    return lambda out: norm(out.hidden_states[-clip_skip])
+
+
+def _hidden_reader(encoder: torch.nn.Module, index_from_end: int, clip_skip: int) -> Reader:
+    if index_from_end > _layers(encoder):
+        raise InvalidRequest(f"Clip skip {clip_skip} is more than the text encoder's {_layers(encoder)} layers.")
+    return lambda out: out.hidden_states[-index_from_end]
+
+
+def _final_layer_norm(encoder: torch.nn.Module) -> torch.nn.Module:
+    """transformers 5's CLIPTextModel holds ``final_layer_norm`` itself; older ones and the projection model nest it."""
+    norm = getattr(encoder, "final_layer_norm", None)
+    if norm is None:
+        norm = encoder.text_model.final_layer_norm
+    return norm
