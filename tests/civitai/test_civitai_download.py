@@ -25,6 +25,7 @@ from loradeck.civitai.errors import (
     Unavailable,
     UnsupportedType,
 )
+from loradeck.errors import Cancelled
 from loradeck.families import Family
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt")
@@ -376,3 +377,67 @@ def test_fake_server_is_honest_about_shapes():
     hashes = entry.file["hashes"]
     assert hashes["SHA256"] == hashlib.sha256(content).hexdigest().upper()
     assert hashes["AutoV2"] == hashes["SHA256"][:10]
+
+
+def test_cancel_from_progress_keeps_the_part_for_resume(fake, client, dirs):
+    lora_dir, ckpt_dir = dirs
+    content = lora_bytes(25)
+    entry = fake.add_model("Cancel", content)
+
+    def stop_after_first_bytes(done, total):
+        if done > 0:
+            raise Cancelled("stopped by the user")
+
+    with pytest.raises(Cancelled):
+        download(
+            client,
+            str(entry.version["id"]),
+            lora_dir=lora_dir,
+            checkpoint_dir=ckpt_dir,
+            on_progress=stop_after_first_bytes,
+        )
+    assert_nothing_installed(lora_dir, part_allowed=True)
+    kept = (lora_dir / "cancel.safetensors.part").read_bytes()
+    assert 0 < len(kept) < len(content) and content.startswith(kept)
+    result = download(client, str(entry.version["id"]), lora_dir=lora_dir, checkpoint_dir=ckpt_dir)
+    assert result.resumed_from == len(kept) and result.path.read_bytes() == content
+
+
+def test_early_access_deadline_from_the_version_when_the_403_has_none(fake, client, dirs):
+    lora_dir, ckpt_dir = dirs
+    entry = fake.add_model("Early2", lora_bytes(26), early_access="2032-02-03T04:05:00.000Z")
+    fake.script(f"/api/download/models/{entry.version['id']}", 403, {"error": "Early Access", "message": "Buy it"})
+    with pytest.raises(EarlyAccess, match="until 2032-02-03 04:05 UTC"):
+        download(client, str(entry.version["id"]), lora_dir=lora_dir, checkpoint_dir=ckpt_dir)
+
+
+def test_description_comes_from_the_model_when_resolving_a_version(fake, client, dirs):
+    lora_dir, ckpt_dir = dirs
+    entry = fake.add_model("Desc", lora_bytes(27), description="<p>Made with <i>care</i></p>")
+    download(client, f"version:{entry.version['id']}", lora_dir=lora_dir, checkpoint_dir=ckpt_dir)
+    assert json.loads((lora_dir / "desc.json").read_text())["description"] == "Made with care"
+
+
+def test_json_message_with_200_is_never_saved(fake, client, dirs):
+    lora_dir, ckpt_dir = dirs
+    entry = fake.add_model("JsonBody", lora_bytes(28))
+    fake.script(f"/file/{entry.file['id']}", 200, b'{"error":"Unauthorized"}', {"Content-Type": "binary/octet-stream"})
+    with pytest.raises(NotAModelFile, match="a JSON message instead of the file"):
+        download(client, str(entry.version["id"]), lora_dir=lora_dir, checkpoint_dir=ckpt_dir)
+    assert_nothing_installed(lora_dir)
+
+
+def test_safetensors_whose_first_byte_is_a_brace_is_accepted(fake, client, dirs):
+    """A header length of 0x..7B makes byte 0 a '{'; only a body that parses as JSON is refused."""
+    lora_dir, ckpt_dir = dirs
+    content = lora_bytes(29)
+    header_len = int.from_bytes(content[:8], "little")
+    pad = (0x7B - header_len) % 256  # safetensors allows trailing spaces in the header
+    header = content[8 : 8 + header_len] + b" " * pad
+    braced = (len(header)).to_bytes(8, "little") + header + content[8 + header_len :]
+    assert braced[:1] == b"{"
+    entry = fake.add_model("Brace", braced)
+    assert (
+        download(client, str(entry.version["id"]), lora_dir=lora_dir, checkpoint_dir=ckpt_dir).path.read_bytes()
+        == braced
+    )

@@ -25,7 +25,9 @@ import httpx
 
 from loradeck.civitai.api import CivitaiClient, Resolved
 from loradeck.civitai.errors import (
+    CivitaiError,
     ConnectionDropped,
+    EarlyAccess,
     HashMismatch,
     NoSuchFile,
     NotAModelFile,
@@ -104,11 +106,21 @@ def download(
     )
     if not sidecars:
         return result
-    description = target.model.description if target.model else None
+    description = _model_description(client, target)
     written = write_civitai_sidecars(
         client, result.path, target.version, sha256=result.sha256, nsfw=nsfw, model_description=description
     )
     return replace(result, sidecars=tuple(written.written), warnings=tuple(written.warnings))
+
+
+def _model_description(client: CivitaiClient, target: Resolved) -> str | None:
+    """The model's description for ``name.json`` when the version has none (one extra GET, never fatal)."""
+    if target.model is not None or target.version.description or target.version.model_id is None:
+        return target.model.description if target.model else None
+    try:
+        return client.model(target.version.model_id).description
+    except CivitaiError:
+        return None
 
 
 def download_file(
@@ -138,7 +150,18 @@ def download_file(
             raise TargetExists(subject, path)
     part = path.with_name(path.name + ".part")
     resumed_from = part.stat().st_size if part.exists() else 0
-    hashes = _transfer(client, url, part, subject, file.size_bytes, on_progress, retries)
+    try:
+        hashes = _transfer(client, url, part, subject, file.size_bytes, on_progress, retries)
+    except EarlyAccess as exc:
+        if exc.deadline is None and version.early_access_ends is not None:
+            raise EarlyAccess(subject, version.early_access_ends) from None  # the record knows the deadline
+        raise
+    except OSError as exc:
+        raise CivitaiError(
+            f"Could not write {part} while downloading {subject} ({exc.strerror or exc}); "
+            "free some space or choose another folder, then run the download again to resume.",
+            subject=subject,
+        ) from exc
     _verify(part, hashes, file, subject)
     os.replace(part, path)  # same folder, so atomic: the model appears whole or not at all
     return DownloadResult(path, version, file, hashes.sha256, hashes.size, expected is not None, resumed_from, False)

@@ -140,10 +140,12 @@ class NotAModelFile(CivitaiError):
     """A 200 whose body is an HTML page (usually a login page) or a JSON message, not model bytes."""
 
     def __init__(self, subject: str, kind: str):
+        if "html" in kind.lower():
+            hint = f"this is usually a login page: {KEY_HELP}"
+        else:
+            hint = "try again later, and check the API key if it keeps happening"
         super().__init__(
-            f"Civitai sent {kind} instead of the file for {subject}, so nothing was saved; "
-            f"this is usually a login page: {KEY_HELP}.",
-            subject=subject,
+            f"Civitai sent {kind} instead of the file for {subject}, so nothing was saved; {hint}.", subject=subject
         )
 
 
