@@ -54,6 +54,10 @@ def _with_suffix(model_path: str | os.PathLike, suffix: str) -> Path:
     return base.with_name(base.name + suffix)
 
 
+def _as_path(p: str | os.PathLike) -> Path:
+    return p if isinstance(p, Path) else Path(p)  # Path(Path) re-parses: measurable over 1,000 scan entries
+
+
 # ---------------------------------------------------------------- atomic writes
 
 
@@ -287,7 +291,7 @@ def find_preview(model_path: str | os.PathLike, siblings: Collection[str] | None
     """The first existing preview. ``siblings`` (file names in the folder) avoids one stat per candidate in scans."""
     if siblings is None:
         return next((c for c in preview_candidates(model_path) if c.is_file()), None)
-    p = Path(model_path)
+    p = _as_path(model_path)
     stem = p.stem if p.suffix else p.name
     for ext in PREVIEW_EXTS:  # by name first: building Paths for misses costs more than the scan itself
         for name in (f"{stem}.{ext}", f"{stem}.preview.{ext}"):
@@ -334,8 +338,8 @@ class Sidecars:
 
 def read_sidecars(model_path: str | os.PathLike, siblings: Collection[str] | None = None) -> Sidecars:
     """Read every sidecar of ``model_path``; a broken one is reported in ``errors`` and skipped, never raised."""
-    out = Sidecars(preview=find_preview(model_path, siblings))
-    p = Path(model_path)
+    p = _as_path(model_path)
+    out = Sidecars(preview=find_preview(p, siblings))
     stem = p.stem if p.suffix else p.name
     for attr, suffix, reader in (
         ("user", ".json", read_user_metadata),
@@ -344,7 +348,7 @@ def read_sidecars(model_path: str | os.PathLike, siblings: Collection[str] | Non
         if siblings is not None and stem + suffix not in siblings:
             continue
         try:
-            setattr(out, attr, reader(model_path))
+            setattr(out, attr, reader(p))
         except FormatError as e:
             out.errors.append(str(e))
     text = None

@@ -8,6 +8,7 @@ Read errors are stored too, so a broken file is not re-read on every scan until 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
@@ -55,35 +56,68 @@ _PLACEHOLDERS = ", ".join("?" for _ in fields(Row))
 
 
 class LibraryIndex:
-    """sqlite index at ``path``. Each call opens its own connection, so threads and processes can share the file."""
+    """sqlite index at ``path``. One connection, kept open (closing a WAL database checkpoints and fsyncs, which
+    cost more than a whole rescan), shared by threads under a lock; other processes share the file through sqlite."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
         try:
             self._init()
         except sqlite3.DatabaseError:
             # Not a database (or an incompatible one): it is only a cache, so start over.
-            self.path.unlink(missing_ok=True)
+            self.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             self._init()
 
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        # A cache, not a ledger: no fsync per commit (WAL + NORMAL stays consistent; a crash loses at most the last
+        # rows, which the next scan recomputes).
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+
     def _init(self) -> None:
-        with self._connect() as db:
+        with self._lock:
+            if self._db is None:
+                self._db = self._open()
+            db = self._db
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 db.execute("DROP TABLE IF EXISTS files")
-            db.executescript(_SCHEMA)
+            db.executescript(_SCHEMA)  # autocommit mode: each statement commits by itself
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:  # one transaction: committed on success, rolled back on error
+        """The shared connection inside one transaction: committed on success, rolled back on error."""
+        with self._lock:
+            if self._db is None:
+                self._db = self._open()
+            db = self._db
+            db.execute("BEGIN")
+            try:
                 yield db
-        finally:
-            db.close()
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def rows(self, root: str, kind: str) -> dict[str, Row]:
         with self._connect() as db:
