@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from fake_server import FakeCivitai
 
 from loradeck.civitai import CivitaiClient
+from tests.civitai.fake_server import FakeCivitai
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from fake_server import lora_bytes
 
 from loradeck.civitai import CivitaiClient, parse_reference
 from loradeck.civitai.errors import InvalidReference, NoSuchFile, NotFound, NotJson, redact_url
@@ -15,6 +14,7 @@ from loradeck.civitai.http import parse_retry_after
 from loradeck.civitai.records import ModelImage, ModelVersion
 from loradeck.civitai.refs import Reference
 from loradeck.settings import Settings
+from tests.civitai.fake_server import lora_bytes
 
 
 def test_search_follows_cursors_to_the_end(fake, client):

@@ -7,7 +7,6 @@ import io
 import json
 
 import pytest
-from fake_server import FakeCivitai, lora_bytes
 from PIL import Image
 
 from loradeck.civitai import CivitaiClient, download
@@ -27,6 +26,7 @@ from loradeck.civitai.errors import (
 )
 from loradeck.errors import Cancelled
 from loradeck.families import Family
+from tests.civitai.fake_server import FakeCivitai, lora_bytes
 
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt")
 

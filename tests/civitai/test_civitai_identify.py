@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from fake_server import lora_bytes, tensor_sha256
-
 from loradeck.civitai import identify
 from loradeck.civitai.records import ModelImage
 from loradeck.civitai.sidecars import html_to_text, preview_url
+from tests.civitai.fake_server import lora_bytes, tensor_sha256
 
 
 def test_identify_by_sha256_then_autov3(fake, client, tmp_path):
