@@ -83,3 +83,14 @@ def test_broken_checkpoint_is_an_error_entry(dirs, make_library):
     lib = make_library()
     assert lib.checkpoints() == []
     assert [(e.kind, e.path.name) for e in lib.errors()] == [("checkpoint", "bad.safetensors")]
+
+
+def test_from_settings(tmp_path):
+    from loradeck.library import Library
+    from loradeck.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    write_lora(settings.lora_path / "a.safetensors")
+    lib = Library.from_settings(settings)
+    assert [e.name for e in lib.loras()] == ["a"]
+    assert (tmp_path / "cache" / "library.sqlite").is_file()

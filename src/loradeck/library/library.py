@@ -16,6 +16,7 @@ from loradeck.library.index import LibraryIndex
 from loradeck.library.names import LoraNames
 from loradeck.library.scan import HashFn, checkpoint_entry, checkpoint_row, lora_entry, lora_row
 from loradeck.library.walk import CHECKPOINT_EXTS, LORA_EXTS, Found, walk_models
+from loradeck.settings import Settings
 
 ProgressFn = Callable[[int, int, Path], None]
 _BATCH = 64  # rows written per transaction during a first scan, so an interrupted scan keeps its work
@@ -59,6 +60,11 @@ class Library:
         self._checkpoints: list[CheckpointEntry] = []
         self._errors: list[ScanError] = []
         self._names = LoraNames([])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Library:
+        """The library of ``--lora-dir``/``--models-dir``/``LORADECK_HOME`` (index in ``<home>/cache``)."""
+        return cls(settings.lora_path, settings.checkpoint_dir, settings.cache_dir)
 
     # ------------------------------------------------------------ scanning
 
