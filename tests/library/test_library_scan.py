@@ -163,3 +163,15 @@ def test_corrupt_index_is_rebuilt(dirs, make_library):
     cache.mkdir()
     (cache / "library.sqlite").write_bytes(b"this is not a database" * 100)
     assert [e.name for e in make_library().loras()] == ["a"]
+
+
+def test_unusable_cache_dir_falls_back_to_memory(dirs, tmp_path):
+    from loradeck.library import Library
+
+    lora, ckpt, _ = dirs
+    write_lora(lora / "a.safetensors")
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache folder should be")
+    lib = Library(lora, ckpt, blocker / "cache")
+    assert [e.name for e in lib.loras()] == ["a"]
+    assert "not_a_dir" in lib.index.warning

@@ -61,10 +61,17 @@ class LibraryIndex:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self.warning: str | None = None
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._init()
+        except (OSError, sqlite3.OperationalError) as e:
+            # A read-only or broken cache folder must not stop the library: keep the index in memory for this run.
+            self.warning = f"{self.path}: cannot be used as the library index ({e}); hashes will not be kept."
+            self.close()
+            self.path = Path(":memory:")
             self._init()
         except sqlite3.DatabaseError:
             # Not a database (or an incompatible one): it is only a cache, so start over.
