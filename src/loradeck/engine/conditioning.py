@@ -142,16 +142,22 @@ def encode_prompt_pair(
 def encode_chunks(
     encoder: torch.nn.Module, reader: Reader, chunks: list[PromptChunk], emphasis: str = "Original"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """([1, 77·n, dim] embeddings, pooled ``text_embeds`` of the first chunk or None) for one prompt's chunks."""
+    """([1, 77·n, dim] embeddings, pooled ``text_embeds`` of the first chunk or None) for one prompt's chunks.
+
+    One forward per chunk, as A1111: a batched forward gives last-bit differences on CPU, and a one-chunk prompt must
+    equal diffusers' ``encode_prompt`` exactly.
+    """
     device = next(encoder.parameters()).device
-    ids = torch.tensor([c.tokens for c in chunks], dtype=torch.long, device=device)
-    out = encoder(input_ids=ids, output_hidden_states=True)
-    z = reader(out)
-    weights = torch.tensor([c.weights for c in chunks], dtype=torch.float32, device=device)
-    z = apply_emphasis(z, weights, emphasis)
-    pooled = getattr(out, "text_embeds", None)
-    pooled = pooled[:1] if pooled is not None else None
-    return z.reshape(1, -1, z.shape[-1]), pooled
+    zs, pooled = [], None
+    for i, chunk in enumerate(chunks):
+        out = encoder(
+            input_ids=torch.tensor([chunk.tokens], dtype=torch.long, device=device), output_hidden_states=True
+        )
+        weights = torch.tensor([chunk.weights], dtype=torch.float32, device=device)
+        zs.append(apply_emphasis(reader(out), weights, emphasis))
+        if i == 0 and getattr(out, "text_embeds", None) is not None:
+            pooled = out.text_embeds
+    return torch.cat(zs, dim=1), pooled
 
 
 def apply_emphasis(z: torch.Tensor, weights: torch.Tensor, mode: str = "Original") -> torch.Tensor:
