@@ -58,6 +58,7 @@ def test_single_file_loads_with_the_weights_written(files, tok, name):
         assert model.tokenizer_2 is not None
     else:
         assert model.text_encoder_2 is None and model.tokenizer_2 is None
+    assert model.text_encoder.config.eos_token_id == model.tokenizer.eos_token_id  # CLIP pools at this id
     assert model.prediction_type == ("v_prediction" if name == "sd2v" else "epsilon")
     assert model.scheduler_config["prediction_type"] == model.prediction_type
     assert model.sample_size == {"sd15": 512, "sd2v": 768, "sdxl": 1024}[name]

@@ -8,6 +8,9 @@ U-Net and VAE, one or two text-encoder layers, a small vocabulary. Reduced files
 
 from __future__ import annotations
 
+import json
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -22,6 +25,14 @@ from loradeck.formats.ldm_keys import TEXT_ENCODERS, to_ldm
 
 FAMILY_OF = {"sd15": Family.SD1, "sd2": Family.SD2, "sd2v": Family.SD2, "sdxl": Family.SDXL}
 TOKENIZER_VOCAB = 640  # the tiny tokenizer has 633 entries
+
+
+@cache
+def tokenizer_ids() -> tuple[int, int]:
+    """(bos, eos) ids of the tiny tokenizer, so that reduced text encoders pool at the right token."""
+    with tempfile.TemporaryDirectory() as d:
+        vocab = json.loads((write_tokenizer(Path(d)) / "vocab.json").read_text())
+    return vocab["<|startoftext|>"], vocab["<|endoftext|>"]
 
 
 def _heads(width: int) -> int:  # the rule loradeck.formats.ldm_configs applies
@@ -44,6 +55,7 @@ def model_configs(name: str, *, reduced: bool = True) -> dict[str, dict]:
             te = configs[comp]
             te.update(num_hidden_layers=2, intermediate_size=128, vocab_size=TOKENIZER_VOCAB)
             te["num_attention_heads"] = _heads(te["hidden_size"])
+            te["bos_token_id"], te["eos_token_id"] = tokenizer_ids()
     return configs
 
 
