@@ -8,6 +8,7 @@ from loradeck.prompt.tags import (
     format_tag,
     normalize_weights,
     parse_prompt,
+    rename_by_hashes,
     rewrite_tag_weight,
     rewrite_tag_weights,
     strip_tags,
@@ -156,3 +157,11 @@ def test_rewrite_tag_weights_in_order():
     prompt = "p <lora:a:2> q <foo:x> <lora:b:2>"
     tags = normalize_weights(parse_prompt(prompt).loras)
     assert rewrite_tag_weights(prompt, tags) == "p <lora:a:0.5> q <foo:x> <lora:b:0.5>"
+
+
+def test_rename_by_hashes_as_a1111_paste():
+    prompt = "x <lora:theirName:0.7> <lora:unknown:1> <lora:kept:0.5> <lyco:other>"
+    hashes = {"theirName": "0123456789ab", "unknown": "ffffffffffff", "other": "aaaaaaaaaaaa"}
+    local = {"0123456789ab": "myName", "aaaaaaaaaaaa": "lyco_local"}
+    out = rename_by_hashes(prompt, hashes, local.get)
+    assert out == "x <lora:myName:0.7> <lora:unknown:1> <lora:kept:0.5> <lyco:lyco_local>"

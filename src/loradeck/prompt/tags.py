@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from loradeck.errors import InvalidRequest
@@ -192,5 +192,20 @@ def rewrite_tag_weights(prompt: str, tags: Sequence[LoraTag]) -> str:
         if tag is None:
             return match.group(0)
         return format_tag(tag.name, tag.te, tag.unet, tag.dyn, kind)
+
+    return TAG_RE.sub(sub, prompt)
+
+
+def rename_by_hashes(prompt: str, hashes: Mapping[str, str], name_for_hash: Callable[[str], str | None]) -> str:
+    """A1111's paste-back of ``Lora hashes``: each ``<lora:NAME:`` whose NAME has a recorded hash is renamed to the
+    local LoRA with that short hash (``name_for_hash`` returns None when there is none; the name is then kept)."""
+
+    def sub(match: re.Match[str]) -> str:
+        kind, args = match.group(1), match.group(2)
+        name, sep, rest = args.partition(":")
+        if kind not in LORA_KINDS or name not in hashes:
+            return match.group(0)
+        local = name_for_hash(hashes[name])
+        return f"<{kind}:{local}{sep}{rest}>" if local else match.group(0)
 
     return TAG_RE.sub(sub, prompt)
