@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_small_sd1, kohya_lora, snapshot
 from diffusers import StableDiffusionPipeline
 
+from conftest import build_small_sd1, kohya_lora, snapshot
 from loradeck.lora.formats import parse_state_dict
 from loradeck.lora.patcher import LoraPatcher, StackEntry
 

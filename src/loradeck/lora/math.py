@@ -80,7 +80,7 @@ def _lokr_delta(t, shape, device) -> torch.Tensor:
         w1 = w1.reshape(w1.shape[0], w1.shape[1], 1, 1)
         if w2.dim() == 2:
             w2 = w2.reshape(w2.shape[0], -1, shape[2], shape[3])
-    return torch.kron(w1, w2).reshape(shape)
+    return torch.kron(w1.contiguous(), w2.contiguous()).reshape(shape)
 
 
 def base_delta(spec: ModuleSpec, shape: torch.Size, device=None) -> torch.Tensor:

@@ -4,10 +4,11 @@ Scheme (why no second copy of the weights is needed)
 -----------------------------------------------------
 For a touched weight W (dtype T) with stack delta Δ (float32, Σ m·s·ΔW) we write W′ = T(W + Δ) and keep only the
 *rounding residual* needed to undo it: R = T(W′ − Δ) is W up to a few ulps, and c = bits(W) − bits(R) (integer
-difference of the raw IEEE bit patterns, wrapping) is stored as int8 (1 byte per element; int16 when a module needs
-it; a full copy of that module only when neither fits). Restoring recomputes Δ from the LoRA factors (kept in memory
-anyway) and sets bits(W) = bits(T(W′ − Δ)) + c, exactly. In fp32 this costs ¼ of the touched weights' size; in
-fp16/bf16 ½. Formats whose delta depends on W itself (IA3, DoRA) cannot be recomputed from W′, so those modules keep
+difference of the raw IEEE bit patterns, wrapping) is stored as int8 (1 byte per element); the few elements whose
+correction is wider (originals tiny next to Δ, ~0.1–1 %) are kept as (index, full-width correction) pairs, and a
+module falls back to a full copy only when more than 1/16 of its elements are wide. Restoring recomputes Δ from the
+LoRA factors (kept in memory anyway) and sets bits(W) = bits(T(W′ − Δ)) + c, exactly. In fp32 this costs about ¼ of
+the touched weights' size (½ in fp16/bf16). Formats whose delta depends on W itself (IA3, DoRA) cannot be recomputed from W′, so those modules keep
 a full copy of their original (rare formats, few modules). Measured costs: BENCHMARKS.md ("LoRA patcher").
 
 Exactness relies on Δ being recomputed bit-identically: the same function on the same tensors with the same
@@ -57,11 +58,13 @@ class _Slot:
 
     contributions: tuple[Contribution, ...]
     residual: torch.Tensor | None = None  # int8/int16 bit corrections
-    original: torch.Tensor | None = None  # full copy (IA3/DoRA, or residual too wide)
+    original: torch.Tensor | None = None  # full copy (IA3/DoRA, or too many wide corrections)
+    wide_index: torch.Tensor | None = None  # flat positions whose correction does not fit int8 …
+    wide_value: torch.Tensor | None = None  # … and their full-width corrections
 
     def nbytes(self) -> int:
-        t = self.residual if self.residual is not None else self.original
-        return 0 if t is None else t.numel() * t.element_size()
+        parts = (self.residual, self.original, self.wide_index, self.wide_value)
+        return sum(t.numel() * t.element_size() for t in parts if t is not None)
 
 
 def _same(a: tuple[Contribution, ...], b: tuple[Contribution, ...]) -> bool:
@@ -210,6 +213,9 @@ class LoraPatcher:
         r = _round_back(current, delta)
         bits = r.view(_BITS[r.dtype])
         bits.add_(slot.residual.view(bits.shape))
+        if slot.wide_index is not None:
+            flat = bits.view(-1)
+            flat[slot.wide_index] += slot.wide_value
         return r
 
 
@@ -239,11 +245,13 @@ def _residual(base: torch.Tensor, merged: torch.Tensor, delta: torch.Tensor) -> 
     rb = r.view(bits_t)
     diff = torch.sub(base.view(bits_t), rb, out=rb)  # wraps on overflow; exact modulo 2**bits
     lo, hi = diff.aminmax()
-    lo, hi = int(lo), int(hi)
-    if -128 <= lo and hi <= 127:
+    if -128 <= int(lo) and int(hi) <= 127:
         return {"residual": diff.to(torch.int8)}
-    if -32768 <= lo and hi <= 32767 and bits_t is not torch.int16:
-        return {"residual": diff.to(torch.int16)}
-    if bits_t is torch.int16:
-        return {"residual": diff.clone()}
-    return {"original": base}
+    # Elements whose original is tiny next to Δ are off by many ulps: keep those few exactly, the rest as int8.
+    flat = diff.view(-1)
+    wide = ((flat < -128) | (flat > 127)).nonzero().squeeze(1)
+    if wide.numel() > flat.numel() // 16:
+        return {"original": base}
+    values = flat[wide].clone()
+    flat[wide] = 0
+    return {"residual": diff.to(torch.int8), "wide_index": wide, "wide_value": values}
