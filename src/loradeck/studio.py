@@ -54,6 +54,9 @@ class Studio:
     """
 
     def __init__(self, settings: Settings | None = None, **overrides: Any):
+        from loradeck.quiet import quiet_libraries
+
+        quiet_libraries()
         self.settings = settings.with_(**overrides) if settings else load_settings(**overrides)
         self._lock = threading.RLock()
         self._model: LoadedModel | None = None
@@ -71,7 +74,6 @@ class Studio:
                 lora_dir=self.settings.lora_path,
                 checkpoint_dir=self.settings.checkpoint_dir,
                 cache_dir=self.settings.cache_dir,
-                extra_lora_dirs=[demo_lora_dir()],
             )
         return self._library
 
@@ -95,7 +97,7 @@ class Studio:
         from loradeck.engine.checkpoints import load_base_model
         from loradeck.engine.devices import pick_device, pick_dtype
         from loradeck.engine.pipeline import Components, Runner
-        from loradeck.lora.patcher import LoraPatcher
+        from loradeck.lora import LoraPatcher, keymap_from_models
 
         with self._lock:
             if name in (None, "", DEMO):
@@ -126,7 +128,8 @@ class Studio:
                 scheduler_config=dict(base.scheduler_config),
             )
             runner = Runner(components, device, dtype)
-            patcher = LoraPatcher.for_model(base)
+            encoders = {"te1": base.text_encoder} | ({"te2": base.text_encoder_2} if base.text_encoder_2 else {})
+            patcher = LoraPatcher({"unet": base.unet, **encoders}, keymap_from_models(family, base.unet, encoders))
             self._model = LoadedModel(
                 name=DEMO if title == DEMO else path.stem,
                 title=title,
@@ -156,6 +159,7 @@ class Studio:
         from loradeck.engine.outputs import output_folder, save_png
         from loradeck.engine.pipeline import Job
         from loradeck.engine.schedulers import resolve
+        from loradeck.prompt.tags import parse_prompt
 
         self._validate(request)
         job = job or Job()
@@ -167,13 +171,13 @@ class Studio:
                 model = self.model
                 sampler, schedule = resolve(request.sampler, request.scheduler)
                 plan = self._plan_loras(request, model)
-                model.patcher.apply(plan.stack)
-                warnings = plan.warnings + list(getattr(model.patcher, "last_warnings", []))
+                report = model.patcher.apply(plan.stack)
+                warnings = plan.warnings + list(report.warnings)
                 width = request.width or model.runner.c.native_size
                 height = request.height or model.runner.c.native_size
-                cond = encode_prompts(
-                    model.base, plan.clean_prompt, request.negative_prompt, clip_skip=request.clip_skip
-                )
+                negative = parse_prompt(request.negative_prompt, negative=True)  # never activates a LoRA
+                warnings += negative.warnings
+                cond = encode_prompts(model.base, plan.clean_prompt, negative.text, clip_skip=request.clip_skip)
                 first = request.seed if request.seed >= 0 else random.randrange(MAX_SEED)
                 total = request.batch_size * request.batch_count
                 seeds = [first + i for i in range(total)]

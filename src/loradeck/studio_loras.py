@@ -23,7 +23,7 @@ class LoraPlan:
 
 
 def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -> LoraPlan:
-    from loradeck.library.triggers import append_trigger_words, missing_trigger_words
+    from loradeck.library.triggers import add_trigger_words, missing_trigger_words, trigger_warning
     from loradeck.lora import StackEntry
     from loradeck.prompt.tags import normalize_weights, parse_prompt, rewrite_tag_weights
 
@@ -49,17 +49,17 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
         except LoradeckError as exc:
             warnings.append(str(exc))
             continue
-        stack.append(StackEntry(lora=lora, te=tag.te, unet=tag.unet, name=tag.name))
+        stack.append(StackEntry(lora=lora, te=tag.te, unet=tag.unet))
         active.append(entry)
-        short = entry.hashes.get("autov3") if isinstance(entry.hashes, dict) else None
+        short = entry.lora_hash
         if short:
             name = tag.name.replace(":", "").replace(",", "")
             hashes.append(f"{name}: {short[:12]}")
     missing = missing_trigger_words(clean, active)
     if request.add_trigger_words:
-        clean = append_trigger_words(clean, active)
-        recorded = append_trigger_words(recorded, active)
+        clean = add_trigger_words(clean, active)
+        recorded = add_trigger_words(recorded, active)
     else:
         for entry, words in missing:
-            warnings.append(f"LoRA {entry.name} is active but none of its trigger words is in the prompt: {words}.")
+            warnings.append(trigger_warning(entry, words))
     return LoraPlan(clean, recorded, stack, ", ".join(hashes), warnings)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
-from loradeck.engine.pipeline import Components, Conditioning, Job, Runner
+from loradeck.engine.conditioning import Conditioning
+from loradeck.engine.pipeline import Components, Job, Runner
 from loradeck.engine.schedulers import SAMPLERS, resolve
 from loradeck.errors import Cancelled, InvalidRequest
 from loradeck.studio import demo_model_dir

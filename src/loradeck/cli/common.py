@@ -11,7 +11,9 @@ from rich.console import Console
 
 console = Console(stderr=True)
 
-ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Checkpoint folder (default <home>/models/Stable-diffusion).")]
+ModelsDir = Annotated[
+    Path | None, typer.Option("--models-dir", help="Checkpoint folder (default <home>/models/Stable-diffusion).")
+]
 LoraDir = Annotated[Path | None, typer.Option("--lora-dir", help="LoRA folder (default <home>/models/Lora).")]
 
 

@@ -16,17 +16,25 @@ def generate(
     seed: Annotated[int, typer.Option(help="Seed; -1 = random. Image i of the job uses seed+i.")] = -1,
     steps: Annotated[int, typer.Option(help="Sampling steps.")] = 20,
     cfg: Annotated[float, typer.Option("--cfg", help="CFG scale.")] = 7.0,
-    sampler: Annotated[str, typer.Option(help='A1111 sampler name, e.g. "Euler a", "DPM++ 2M", "DPM++ 2M Karras".')] = "Euler a",
+    sampler: Annotated[
+        str, typer.Option(help='A1111 sampler name, e.g. "Euler a", "DPM++ 2M", "DPM++ 2M Karras".')
+    ] = "Euler a",
     scheduler: Annotated[str, typer.Option(help="Schedule type: Automatic, Karras, Exponential, …")] = "Automatic",
-    width: Annotated[int | None, typer.Option(help="Width in pixels (multiple of 8); default: the model's size.")] = None,
+    width: Annotated[
+        int | None, typer.Option(help="Width in pixels (multiple of 8); default: the model's size.")
+    ] = None,
     height: Annotated[int | None, typer.Option(help="Height in pixels (multiple of 8).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 1,
     batch_count: Annotated[int, typer.Option(help="Number of batches.")] = 1,
     clip_skip: Annotated[int, typer.Option(help="Clip skip (1 = last layer).")] = 1,
-    checkpoint: Annotated[str | None, typer.Option(help="Checkpoint name or path; default: the embedded demo model.")] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Checkpoint name or path; default: the embedded demo model.")
+    ] = None,
     init_image: Annotated[Path | None, typer.Option(help="img2img: the starting picture.")] = None,
     denoise: Annotated[float, typer.Option(help="img2img denoising strength.")] = 0.75,
-    from_png: Annotated[Path | None, typer.Option("--from-png", help="Re-render the settings stored in a PNG's infotext.")] = None,
+    from_png: Annotated[
+        Path | None, typer.Option("--from-png", help="Re-render the settings stored in a PNG's infotext.")
+    ] = None,
     normalize_lora_weights: Annotated[bool, typer.Option(help="Rescale LoRA weights so they sum to 1.")] = False,
     add_trigger_words: Annotated[bool, typer.Option(help="Append the trigger words of active LoRAs.")] = False,
     out: Annotated[Path | None, typer.Option(help="Outputs folder (default <home>/outputs).")] = None,

@@ -51,7 +51,7 @@ def show(
     """Everything the library knows about one LoRA, as JSON."""
     studio = make_studio(models_dir=models_dir, lora_dir=lora_dir)
     entry = studio.library.resolve_lora(name)
-    print(json.dumps(entry.to_dict(full=True), indent=2, ensure_ascii=False))
+    print(json.dumps(entry.to_dict(), indent=2, ensure_ascii=False))
 
 
 @app.command()

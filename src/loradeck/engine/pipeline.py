@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from loradeck.engine.conditioning import Conditioning
 from loradeck.engine.schedulers import make_scheduler
 from loradeck.errors import Cancelled, InvalidRequest
 
@@ -44,20 +45,6 @@ class Components:
     @property
     def native_size(self) -> int:
         return int(self.unet.config.sample_size) * self.vae_scale_factor
-
-
-@dataclass
-class Conditioning:
-    """Text conditioning ready for a diffusers pipeline (from loradeck.engine.conditioning)."""
-
-    prompt_embeds: torch.Tensor
-    negative_prompt_embeds: torch.Tensor
-    pooled_prompt_embeds: torch.Tensor | None = None
-    negative_pooled_prompt_embeds: torch.Tensor | None = None
-
-    def repeat(self, n: int) -> dict[str, torch.Tensor]:
-        out = {k: v.repeat_interleave(n, 0) if v.shape[0] == 1 else v for k, v in self.__dict__.items() if v is not None}
-        return out
 
 
 @dataclass
@@ -126,7 +113,9 @@ class Runner:
         if width % 8 or height % 8 or width < 8 or height < 8:
             raise InvalidRequest(f"Size {width}x{height} is not possible: width and height must be multiples of 8.")
         if width % self.c.vae_scale_factor or height % self.c.vae_scale_factor:
-            raise InvalidRequest(f"Size {width}x{height} must be a multiple of {self.c.vae_scale_factor} for this model.")
+            raise InvalidRequest(
+                f"Size {width}x{height} must be a multiple of {self.c.vae_scale_factor} for this model."
+            )
         job = job or Job()
         n = len(seeds)
         # CPU generators: the same seed gives the same picture on every machine (A1111's RNG "CPU").
@@ -167,4 +156,3 @@ class Runner:
             job.skipped.clear()
             return None
         return [Image.fromarray(np.round(a * 255).clip(0, 255).astype(np.uint8)) for a in arrays]
-

@@ -1,7 +1,7 @@
 """A1111 sampler and schedule-type labels mapped onto diffusers schedulers.
 
-The labels (and their legacy combined forms such as "DPM++ 2M Karras") are A1111's; see
-``loradeck.prompt.samplers`` for the name table. Here each label becomes a diffusers scheduler built from the
+The labels (and their legacy combined forms such as "DPM++ 2M Karras") are A1111's, from
+``loradeck.prompt.samplers``. Here each label becomes a diffusers scheduler built from the
 model's own noise schedule (beta range, prediction type), so the same sampler means the same maths on any model.
 """
 
@@ -14,44 +14,35 @@ from typing import Any
 import diffusers
 
 from loradeck.errors import InvalidRequest
+from loradeck.prompt.samplers import effective_schedule, resolve_sampler
 
 
 @dataclass(frozen=True)
 class SamplerSpec:
     cls: str
     options: dict[str, Any] = field(default_factory=dict)
-    default_schedule: str = "Automatic"  # A1111's per-sampler default, used for "Automatic"
-    ancestral: bool = False  # draws fresh noise every step (needs per-image generators)
 
 
+_SDE = {"algorithm_type": "sde-dpmsolver++"}
 SAMPLERS: dict[str, SamplerSpec] = {
-    "DPM++ 2M": SamplerSpec("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, "Karras"),
-    "DPM++ SDE": SamplerSpec("DPMSolverSDEScheduler", {}, "Karras", ancestral=True),
-    "DPM++ 2M SDE": SamplerSpec(
-        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, "Exponential", True
-    ),
-    "DPM++ 2M SDE Heun": SamplerSpec(
-        "DPMSolverMultistepScheduler",
-        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "solver_type": "heun"},
-        "Exponential",
-        True,
-    ),
-    "DPM++ 3M SDE": SamplerSpec(
-        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}, "Exponential", True
-    ),
-    "Euler a": SamplerSpec("EulerAncestralDiscreteScheduler", {}, ancestral=True),
+    "DPM++ 2M": SamplerSpec("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "DPM++ SDE": SamplerSpec("DPMSolverSDEScheduler"),
+    "DPM++ 2M SDE": SamplerSpec("DPMSolverMultistepScheduler", _SDE | {"solver_order": 2}),
+    "DPM++ 2M SDE Heun": SamplerSpec("DPMSolverMultistepScheduler", _SDE | {"solver_order": 2, "solver_type": "heun"}),
+    "DPM++ 3M SDE": SamplerSpec("DPMSolverMultistepScheduler", _SDE | {"solver_order": 3}),
+    "Euler a": SamplerSpec("EulerAncestralDiscreteScheduler"),
     "Euler": SamplerSpec("EulerDiscreteScheduler"),
     "LMS": SamplerSpec("LMSDiscreteScheduler"),
     "Heun": SamplerSpec("HeunDiscreteScheduler"),
-    "DPM2": SamplerSpec("KDPM2DiscreteScheduler", {}, "Karras"),
-    "DPM2 a": SamplerSpec("KDPM2AncestralDiscreteScheduler", {}, "Karras", ancestral=True),
+    "DPM2": SamplerSpec("KDPM2DiscreteScheduler"),
+    "DPM2 a": SamplerSpec("KDPM2AncestralDiscreteScheduler"),
     "DDIM": SamplerSpec("DDIMScheduler", {"set_alpha_to_one": False}),
     "PLMS": SamplerSpec("PNDMScheduler", {"skip_prk_steps": True}),
     "UniPC": SamplerSpec("UniPCMultistepScheduler"),
-    "LCM": SamplerSpec("LCMScheduler", {}, ancestral=True),
+    "LCM": SamplerSpec("LCMScheduler"),
 }
 
-# Schedule type label → scheduler options. "Automatic" = the sampler's default, else the model's own spacing.
+# Schedule type label → scheduler options ("Automatic" = the sampler's default, resolved before we get here).
 SCHEDULES: dict[str, dict[str, Any]] = {
     "Automatic": {},
     "Uniform": {"timestep_spacing": "linspace"},
@@ -63,46 +54,22 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "Normal": {"timestep_spacing": "linspace"},
     "DDIM": {"timestep_spacing": "leading"},
 }
-SCHEDULE_ALIASES = {"SGMUniform": "SGM Uniform"} | {k.lower().replace(" ", "_"): k for k in SCHEDULES}
-SAMPLER_ALIASES = {
-    "k_dpmpp_2m": "DPM++ 2M",
-    "k_dpmpp_sde": "DPM++ SDE",
-    "k_euler_a": "Euler a",
-    "k_euler_ancestral": "Euler a",
-    "k_euler": "Euler",
-    "k_lms": "LMS",
-    "k_heun": "Heun",
-    "k_dpm_2": "DPM2",
-    "k_dpm_2_a": "DPM2 a",
-    "ddim": "DDIM",
-    "plms": "PLMS",
-    "unipc": "UniPC",
-    "k_lcm": "LCM",
-}
 
 
 def resolve(sampler: str | None, schedule: str | None = None) -> tuple[str, str]:
-    """(sampler label, schedule label) from what a user typed, including legacy names like "DPM++ 2M Karras".
+    """(sampler label, effective schedule label) for names as users type them, legacy "DPM++ 2M Karras" included.
 
-    The returned schedule is the effective one: "Automatic" is replaced by the sampler's default, as A1111 writes it.
+    "Automatic" becomes the sampler's default (DPM++ 2M → Karras), as A1111 writes it in the infotext.
     """
-    name = (sampler or "Euler a").strip()
-    sched = (schedule or "Automatic").strip()
-    sched = SCHEDULE_ALIASES.get(sched, SCHEDULE_ALIASES.get(sched.lower(), sched))
-    if name not in SAMPLERS:
-        name = SAMPLER_ALIASES.get(name, SAMPLER_ALIASES.get(name.lower(), name))
-    if name not in SAMPLERS:
-        for label in SCHEDULES:  # legacy "<sampler> <schedule>"
-            if name.endswith(" " + label) and name[: -len(label) - 1] in SAMPLERS:
-                name, sched = name[: -len(label) - 1], label
-                break
-    if name not in SAMPLERS:
-        raise InvalidRequest(f"Unknown sampler {sampler!r}; valid samplers: {', '.join(SAMPLERS)}.")
+    label, sched = resolve_sampler(sampler or "Euler a", schedule)
+    sched = effective_schedule(label, sched)
+    if label not in SAMPLERS:
+        raise InvalidRequest(f"Sampler {label!r} is not available in loradeck yet; available: {', '.join(SAMPLERS)}.")
     if sched not in SCHEDULES:
-        raise InvalidRequest(f"Unknown schedule type {schedule!r}; valid schedule types: {', '.join(SCHEDULES)}.")
-    if sched == "Automatic":
-        sched = SAMPLERS[name].default_schedule
-    return name, sched
+        raise InvalidRequest(
+            f"Schedule type {sched!r} is not available in loradeck yet; available: {', '.join(SCHEDULES)}."
+        )
+    return label, sched
 
 
 def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, seeds: list[int] | None = None):

@@ -1,0 +1,3 @@
+from loradeck.cli import main
+
+main()
