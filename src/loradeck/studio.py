@@ -215,7 +215,7 @@ class Studio:
                         raise
                     if pictures is None:  # skipped
                         continue
-                    for seed, picture in zip(batch_seeds, pictures):
+                    for seed, picture in zip(batch_seeds, pictures, strict=True):
                         infotext = self._infotext(request, plan, model, sampler, schedule, seed, width, height)
                         path = save_png(picture, folder, seed, infotext) if request.save else None
                         images.append(GeneratedImage(picture, seed, infotext, path))
