@@ -90,7 +90,9 @@ def merge_into(
             pairs.append((Path(path), float(weight)))
         except ValueError:
             raise typer.BadParameter(f"--lora {item!r}: the weight after ':' must be a number") from None
-    merge_into_checkpoint(checkpoint, pairs, out)
+    report = merge_into_checkpoint(checkpoint, pairs, out)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
     print(out)
 
 
