@@ -101,10 +101,10 @@ class Studio:
 
         with self._lock:
             if name in (None, "", DEMO):
-                path, title, short_hash = demo_model_dir(), DEMO, demo_model_hash()
+                path, title, short_hash, declared = demo_model_dir(), DEMO, demo_model_hash(), Family.DEMO
             else:
                 entry = self.library.resolve_checkpoint(name)
-                path, title, short_hash = Path(entry.path), entry.title, entry.autov2
+                path, title, short_hash, declared = Path(entry.path), entry.title, entry.autov2, entry.family
             if self._model is not None and self._model.path == path:
                 return self._model
             device = pick_device(self.settings.device)
@@ -118,6 +118,8 @@ class Studio:
             except Exception as exc:  # a broken file must not take the studio down
                 raise ModelLoadError(f"Could not load the model {path}: {exc}") from exc
             family = Family.DEMO if title == DEMO else base.family
+            if family is Family.UNKNOWN:  # e.g. a diffusers folder whose model_index.json declares loradeck_family
+                family = base.family = declared
             components = Components(
                 unet=base.unet,
                 vae=base.vae,
