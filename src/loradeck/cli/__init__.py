@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loradeck.cli import generate, lora, pnginfo
+from loradeck.cli import generate, lora, pnginfo, serve
 
 app = typer.Typer(
     name="loradeck",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command("generate")(generate.generate)
 app.command("png-info")(pnginfo.png_info)
+app.command("serve")(serve.serve)
 app.add_typer(lora.app, name="lora")
 
 

@@ -1,0 +1,50 @@
+"""`loradeck serve`: the A1111 REST API (and, once mounted, the web UI) on one port."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (default 127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for the API and the web UI.")] = 7860,
+    listen: Annotated[bool, typer.Option("--listen", help="Bind 0.0.0.0 (every interface); needs --api-auth.")] = False,
+    api_auth: Annotated[
+        str | None, typer.Option("--api-auth", help='HTTP Basic credentials "user:pass[,user2:pass2]" for every route.')
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow --listen without --api-auth (anyone on the network can use it).")
+    ] = False,
+    fairness: Annotated[
+        int, typer.Option(help="How many later jobs may overtake a waiting one for LoRA affinity (0 = FIFO).")
+    ] = 4,
+    models_dir: ModelsDir = None,
+    lora_dir: LoraDir = None,
+    device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, fp32, fp16 or bf16.")] = None,
+) -> None:
+    """Serve the A1111-compatible API (/sdapi/v1) and loradeck's own (/loradeck/v1)."""
+    import uvicorn
+
+    from loradeck.errors import InvalidRequest
+    from loradeck.server import create_app, parse_credentials
+
+    if listen:
+        host = "0.0.0.0"
+        if not api_auth and not insecure:
+            raise InvalidRequest(
+                "--listen exposes the server to the network; give --api-auth user:password (or --insecure to allow "
+                "anyone)."
+            )
+    auth = parse_credentials(api_auth) if api_auth else None
+    studio = make_studio(models_dir=models_dir, lora_dir=lora_dir, device=device, dtype=dtype)
+    app = create_app(studio, auth=auth, fairness=fairness, preload=True)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"loradeck API on [bold]http://{shown}:{port}/sdapi/v1[/] (docs: http://{shown}:{port}/docs)")
+    if host == "0.0.0.0" and not auth:
+        console.print("[bold yellow]warning:[/] listening on every interface without authentication (--insecure)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,192 @@
+"""``/sdapi/v1`` generation routes: txt2img, img2img, progress, interrupt, skip (A1111 shapes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+
+from loradeck import __version__
+from loradeck.errors import Cancelled, InvalidRequest
+from loradeck.prompt.tags import strip_tags
+from loradeck.requests import GenerationRequest, GenerationResult
+from loradeck.server.images import decode_image, encode_png, fit_init_image
+from loradeck.server.models import (
+    GenerationResponse,
+    Img2ImgRequest,
+    ProgressResponse,
+    ProgressState,
+    Txt2ImgRequest,
+)
+from loradeck.server.queue import QueuedJob
+from loradeck.server.service import Generated, ModelInfo, ServerState
+
+router = APIRouter(prefix="/sdapi/v1", tags=["A1111"])
+
+
+def state_of(request: Request) -> ServerState:
+    return request.app.state.loradeck
+
+
+def to_generation_request(body: Txt2ImgRequest, init_image=None) -> GenerationRequest:
+    """An A1111 request body as the studio's GenerationRequest (fields we cannot honour are ignored)."""
+    overrides = body.override_settings or {}
+    try:
+        clip_skip = int(overrides.get("CLIP_stop_at_last_layers") or 1)
+    except (TypeError, ValueError):
+        raise InvalidRequest("override_settings.CLIP_stop_at_last_layers must be a whole number.") from None
+    return GenerationRequest(
+        prompt=strip_tags(body.prompt) if body.disable_extra_networks else body.prompt,
+        negative_prompt=body.negative_prompt,
+        seed=body.seed,
+        steps=body.steps,
+        cfg_scale=body.cfg_scale,
+        sampler=body.sampler_name or body.sampler_index or "Euler",
+        scheduler=body.scheduler or "Automatic",
+        width=body.width,
+        height=body.height,
+        batch_size=body.batch_size,
+        batch_count=body.n_iter,
+        clip_skip=clip_skip,
+        init_image=init_image,
+        denoising_strength=body.denoising_strength if body.denoising_strength is not None else 0.75,
+        checkpoint=overrides.get("sd_model_checkpoint") or None,
+        save=bool(body.save_images and not body.do_not_save_samples),
+    )
+
+
+def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationResult, model: ModelInfo) -> dict:
+    """A1111's ``info`` keys (processing.Processed.js), filled from what the studio did."""
+    from loradeck.engine.schedulers import resolve
+    from loradeck.prompt.infotext import parse_infotext
+
+    sampler, schedule = resolve(req.sampler, req.scheduler)
+    first = parse_infotext(result.images[0].infotext) if result.images else {}
+    extra = {k: first[k] for k in ("Schedule type", "Lora hashes") if first.get(k)}
+    seeds = result.seeds or [req.seed]
+    total = len(seeds)
+    return {
+        "prompt": result.prompt,
+        "all_prompts": [result.prompt] * total,
+        "negative_prompt": result.negative_prompt,
+        "all_negative_prompts": [result.negative_prompt] * total,
+        "seed": seeds[0],
+        "all_seeds": seeds,
+        "subseed": seeds[0] if body.subseed == -1 else body.subseed,
+        "all_subseeds": seeds if body.subseed == -1 else [body.subseed] * total,
+        "subseed_strength": body.subseed_strength,
+        "width": req.width,
+        "height": req.height,
+        "sampler_name": sampler,
+        "cfg_scale": req.cfg_scale,
+        "steps": req.steps,
+        "batch_size": req.batch_size,
+        "restore_faces": bool(body.restore_faces),
+        "face_restoration_model": None,
+        "sd_model_name": model.name,
+        "sd_model_hash": model.hash,
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": body.seed_resize_from_w,
+        "seed_resize_from_h": body.seed_resize_from_h,
+        "denoising_strength": req.denoising_strength if req.init_image is not None else body.denoising_strength,
+        "extra_generation_params": extra or {"Schedule type": schedule},
+        "index_of_first_image": 0,
+        "infotexts": [i.infotext for i in result.images],
+        "styles": body.styles or [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
+        "clip_skip": req.clip_skip,
+        "is_using_inpainting_conditioning": False,
+        "version": f"loradeck {__version__}",
+        "interrupted": result.interrupted,
+        "warnings": result.warnings,
+    }
+
+
+async def _generate(state: ServerState, body: Txt2ImgRequest, req: GenerationRequest, kind: str) -> GenerationResponse:
+    job = state.submit_generation(req, kind=kind)
+    try:
+        done: Generated = await asyncio.wrap_future(job.future)
+    except Cancelled:  # cancelled while queued: A1111 answers an interrupted job with what it has, i.e. nothing
+        done = Generated(
+            GenerationResult([], req.prompt, req.negative_prompt, [], interrupted=True), ModelInfo(None, None)
+        )
+
+    def build() -> GenerationResponse:
+        images = [encode_png(i.image, i.infotext) for i in done.result.images] if body.send_images else []
+        params = body.model_dump()
+        if isinstance(body, Img2ImgRequest):  # A1111 does not echo the pictures back
+            params["init_images"], params["mask"] = None, None
+        return GenerationResponse(
+            images=images, parameters=params, info=json.dumps(info_dict(body, req, done.result, done.model))
+        )
+
+    return await anyio.to_thread.run_sync(build)
+
+
+@router.post("/txt2img", response_model=GenerationResponse)
+async def txt2img(body: Txt2ImgRequest, request: Request) -> GenerationResponse:
+    return await _generate(state_of(request), body, to_generation_request(body), "txt2img")
+
+
+@router.post("/img2img", response_model=GenerationResponse)
+async def img2img(body: Img2ImgRequest, request: Request) -> GenerationResponse:
+    if not body.init_images:
+        raise InvalidRequest("img2img needs init_images: a list with at least one base64 picture.")
+
+    def prepare():
+        image = decode_image(body.init_images[0], "init_images[0]")
+        return fit_init_image(image, body.width, body.height, body.resize_mode)
+
+    req = to_generation_request(body)
+    req.width, req.height = body.width, body.height
+    from loradeck.server.limits import check_generation
+
+    check_generation(req, state_of(request).limits)  # before decoding a picture of a refused size
+    req.init_image = await anyio.to_thread.run_sync(prepare)
+    return await _generate(state_of(request), body, req, "img2img")
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+def progress_of(job: QueuedJob | None) -> ProgressResponse:
+    if job is None:
+        return ProgressResponse(progress=0.0, eta_relative=0.0, state=ProgressState())
+    fraction = job.fraction
+    elapsed = time.time() - (job.started_at or time.time())
+    eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
+    state = ProgressState(
+        skipped=job.skipped.is_set(),
+        interrupted=job.interrupted.is_set(),
+        job=f"{job.kind} {job.id}",
+        job_count=job.batches,
+        job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(job.started_at or time.time())),
+        job_no=job.batch_no,
+        sampling_step=job.step,
+        sampling_steps=job.steps,
+    )
+    return ProgressResponse(progress=round(fraction, 4), eta_relative=round(eta, 3), state=state, textinfo=job.label)
+
+
+@router.get("/progress", response_model=ProgressResponse)
+async def progress(request: Request, skip_current_image: bool = False) -> ProgressResponse:
+    return progress_of(state_of(request).queue.running)
+
+
+@router.post("/interrupt")
+async def interrupt(request: Request) -> dict[str, Any]:
+    job = state_of(request).queue.running
+    if job is not None:
+        job.interrupted.set()
+    return {}
+
+
+@router.post("/skip")
+async def skip(request: Request) -> dict[str, Any]:
+    job = state_of(request).queue.running
+    if job is not None:
+        job.skipped.set()
+    return {}

@@ -1,0 +1,182 @@
+"""``/sdapi/v1`` routes about models and settings: options, sd-models, samplers, schedulers, loras, refresh-*,
+png-info, memory (A1111 shapes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from loradeck.server.images import decode_image
+from loradeck.server.models import LoraItem, PngInfoRequest, PngInfoResponse, SamplerItem, SchedulerItem, SDModelItem
+from loradeck.server.service import DEMO, ServerState
+
+router = APIRouter(prefix="/sdapi/v1", tags=["A1111"])
+_RHO = {"Karras": 7.0, "Polyexponential": 1.0}
+
+
+def state_of(request: Request) -> ServerState:
+    return request.app.state.loradeck
+
+
+# ---------------------------------------------------------------------------------------------------- options
+@router.get("/options")
+def get_options(request: Request) -> dict[str, Any]:
+    state = state_of(request)
+    settings = state.studio.settings
+    return {
+        "samples_save": True,
+        "samples_format": "png",
+        "outdir_samples": "",
+        "outdir_txt2img_samples": str(settings.outputs_path / "txt2img-images"),
+        "outdir_img2img_samples": str(settings.outputs_path / "img2img-images"),
+        "enable_pnginfo": True,
+        "CLIP_stop_at_last_layers": 1,
+        "lora_add_hashes_to_infotext": True,
+        "lora_preferred_name": "Alias from file",
+        "sd_lora": "None",
+        **state.options,
+        "sd_model_checkpoint": state.checkpoint,
+        "sd_checkpoint_hash": _checkpoint_sha(state),
+    }
+
+
+@router.post("/options")
+async def set_options(body: dict[str, Any], request: Request) -> None:
+    """Store the options; ``sd_model_checkpoint`` loads that model (404 unknown, 500 when it cannot load)."""
+    state = state_of(request)
+    name = body.get("sd_model_checkpoint")
+    if name and name != state.checkpoint:
+        job = state.switch_checkpoint(str(name))
+        await asyncio.wrap_future(job.future)
+    with state.lock:
+        state.options.update({k: v for k, v in body.items() if k not in ("sd_model_checkpoint", "sd_checkpoint_hash")})
+    return None
+
+
+def _checkpoint_sha(state: ServerState) -> str | None:
+    if state.checkpoint == DEMO:
+        return None
+    entry = next((c for c in state.studio.library.checkpoints() if c.title == state.checkpoint), None)
+    return entry.sha256 if entry else None
+
+
+# ---------------------------------------------------------------------------------------------------- models
+@router.get("/sd-models", response_model=list[SDModelItem])
+def sd_models(request: Request) -> list[SDModelItem]:
+    from loradeck.studio import demo_model_dir, demo_model_hash
+
+    items = [SDModelItem(title=DEMO, model_name=DEMO, hash=demo_model_hash(), filename=str(demo_model_dir()))]
+    for c in state_of(request).studio.library.checkpoints():
+        items.append(
+            SDModelItem(title=c.title, model_name=c.model_name, hash=c.autov2, sha256=c.sha256, filename=str(c.path))
+        )
+    return items
+
+
+@router.post("/refresh-checkpoints")
+def refresh_checkpoints(request: Request) -> None:
+    state_of(request).studio.library.refresh()
+
+
+@router.get("/loras", response_model=list[LoraItem])
+def loras(request: Request) -> list[LoraItem]:
+    return [
+        LoraItem(name=e.name, alias=e.alias, path=str(e.path), metadata=e.metadata)
+        for e in state_of(request).studio.loras()
+    ]
+
+
+@router.post("/refresh-loras")
+def refresh_loras(request: Request) -> None:
+    state_of(request).studio.library.refresh()
+
+
+# ---------------------------------------------------------------------------------------------------- samplers
+@router.get("/samplers", response_model=list[SamplerItem])
+def samplers() -> list[SamplerItem]:
+    """The A1111 samplers loradeck runs, in A1111's order, with their aliases and default schedule."""
+    from loradeck.engine.schedulers import SAMPLERS as AVAILABLE
+    from loradeck.prompt.samplers import SAMPLERS
+
+    return [
+        SamplerItem(
+            name=s.label,
+            aliases=list(s.aliases),
+            options={"scheduler": s.default_schedule} if s.default_schedule else {},
+        )
+        for s in SAMPLERS
+        if s.label in AVAILABLE
+    ]
+
+
+@router.get("/schedulers", response_model=list[SchedulerItem])
+def schedulers() -> list[SchedulerItem]:
+    from loradeck.engine.schedulers import SCHEDULES as AVAILABLE
+    from loradeck.prompt.samplers import SCHEDULES
+
+    return [
+        SchedulerItem(name=s.name, label=s.label, aliases=list(s.aliases) or None, default_rho=_RHO.get(s.label, -1))
+        for s in SCHEDULES
+        if s.label in AVAILABLE
+    ]
+
+
+@router.get("/scripts")
+def scripts() -> dict[str, list[str]]:
+    """No A1111 scripts or extensions; clients (webuiapi) probe this to find ControlNet and the like."""
+    return {"txt2img": [], "img2img": []}
+
+
+# ---------------------------------------------------------------------------------------------------- png-info
+@router.post("/png-info", response_model=PngInfoResponse)
+def png_info(body: PngInfoRequest, request: Request) -> PngInfoResponse:
+    """The infotext of a picture, its other text chunks, and the parsed fields (Lora hashes pasted back)."""
+    from loradeck.prompt.infotext import parse_infotext, parse_lora_hashes
+    from loradeck.prompt.pnginfo import infotext_of_image
+    from loradeck.prompt.tags import rename_by_hashes
+
+    image = decode_image(body.image)
+    items = {k: v for k, v in image.info.items() if isinstance(v, str) and k != "parameters"}
+    text = infotext_of_image(image)
+    if not text:
+        return PngInfoResponse(info="", items=items, parameters={})
+    params = parse_infotext(text)
+    if params.get("Lora hashes"):
+        library = state_of(request).studio.library
+
+        def name_for_hash(short: str) -> str | None:
+            entry = library.by_hash(short)
+            return getattr(entry, "prompt_name", None)
+
+        params["Prompt"] = rename_by_hashes(params["Prompt"], parse_lora_hashes(params["Lora hashes"]), name_for_hash)
+    return PngInfoResponse(info=text, items=items, parameters=params)
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+@router.get("/memory")
+def memory() -> dict[str, Any]:
+    import torch
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    total, free = page * os.sysconf("SC_PHYS_PAGES"), page * os.sysconf("SC_AVPHYS_PAGES")
+    ram = {"free": free, "used": total - free, "total": total}
+    if not torch.cuda.is_available():
+        return {"ram": ram, "cuda": {"error": "CUDA is not available"}}
+    free_c, total_c = torch.cuda.mem_get_info()
+    stats = torch.cuda.memory_stats()
+
+    def pair(name: str) -> dict[str, int]:
+        return {"current": stats.get(f"{name}.all.current", 0), "peak": stats.get(f"{name}.all.peak", 0)}
+
+    cuda = {
+        "system": {"free": free_c, "used": total_c - free_c, "total": total_c},
+        "active": pair("active_bytes"),
+        "allocated": pair("allocated_bytes"),
+        "reserved": pair("reserved_bytes"),
+        "inactive": pair("inactive_split_bytes"),
+        "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+    }
+    return {"ram": ram, "cuda": cuda}

@@ -1,0 +1,252 @@
+"""The job queue: one worker thread per device, LoRA-stack affinity within a fairness bound.
+
+Merging a LoRA stack into the base model costs time (and restoring it costs it again), so jobs that need the stack
+already merged go first. To keep that from starving anyone, a queued job may be overtaken by at most ``fairness``
+jobs that arrived after it; once it has been overtaken that often, it runs next. ``fairness=0`` (or
+``affinity=False``) is plain FIFO.
+
+Pure threading, no HTTP: the server submits callables, tests drive it directly. A job's ``interrupted`` and
+``skipped`` events have the shape ``Studio.generate(job=...)`` polls, so a QueuedJob is passed straight to it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from loradeck.errors import Cancelled, LoradeckError
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+HISTORY = 200  # finished jobs kept for the jobs route
+
+
+@dataclass(eq=False)
+class QueuedJob:
+    """One unit of work and everything a client may ask about it while it waits, runs, or after it ended."""
+
+    fn: Callable[[QueuedJob], Any]
+    kind: str = "job"
+    key: Hashable = None  # affinity key (LoRA stack + checkpoint); None = no preference
+    label: str = ""  # short human description (the prompt's start, a Civitai reference)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    seq: int = 0
+    state: str = QUEUED
+    passed: int = 0  # later-arrived jobs that ran before this one
+    queued_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    # progress: batch ``batch_no`` of ``batches``, ``step`` of ``steps`` (downloads: bytes in step/steps)
+    batch_no: int = 0
+    batches: int = 1
+    step: int = 0
+    steps: int = 0
+    unit: str = "steps"
+    detail: dict[str, Any] = field(default_factory=dict)  # free-form extras for the jobs route
+    interrupted: threading.Event = field(default_factory=threading.Event)
+    skipped: threading.Event = field(default_factory=threading.Event)
+    future: Future = field(default_factory=Future, repr=False)
+
+    @property
+    def fraction(self) -> float:
+        """Share of the job done, 0..1 (A1111: (job_no + step/steps) / job_count)."""
+        if self.state == DONE:
+            return 1.0
+        inner = self.step / self.steps if self.steps else 0.0
+        return min(1.0, (self.batch_no + inner) / max(1, self.batches))
+
+    def set_progress(self, step: int, steps: int, batch_no: int | None = None) -> None:
+        self.step, self.steps = step, steps
+        if batch_no is not None:
+            self.batch_no = batch_no
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self.future.result(timeout)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.label,
+            "state": self.state,
+            "queued_at": self.queued_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "progress": {
+                "fraction": round(self.fraction, 4),
+                "batch": self.batch_no,
+                "batches": self.batches,
+                "step": self.step,
+                "steps": self.steps,
+                "unit": self.unit,
+            },
+            "passed_by": self.passed,
+            "error": self.error,
+            **({"detail": self.detail} if self.detail else {}),
+        }
+
+
+class JobQueue:
+    """Runs submitted jobs one at a time on its own worker thread."""
+
+    def __init__(self, *, affinity: bool = True, fairness: int = 4, name: str = "device"):
+        if fairness < 0:
+            raise ValueError("fairness must be 0 or more")
+        self.affinity, self.fairness, self.name = affinity, fairness, name
+        self._cond = threading.Condition()
+        self._pending: list[QueuedJob] = []
+        self._jobs: OrderedDict[str, QueuedJob] = OrderedDict()
+        self._seq = itertools.count()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.running: QueuedJob | None = None
+        self.last_key: Hashable = None
+        self.switches = 0  # times a job ran with a different key than the one before it
+        self.completed = 0
+        self.order: list[str] = []  # ids in the order they started (tests and the bench read it)
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> JobQueue:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=f"loradeck-{self.name}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Cancel what waits, interrupt what runs, end the worker."""
+        with self._cond:
+            self._stopping = True
+            for job in list(self._pending):
+                self._cancel_queued(job, "the server is stopping")
+            if self.running is not None:
+                self.running.interrupted.set()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # ------------------------------------------------------------------------------------------------ submit, cancel
+    def submit(
+        self, fn: Callable[[QueuedJob], Any], *, kind: str = "job", key: Hashable = None, label: str = "", **extra
+    ) -> QueuedJob:
+        job = QueuedJob(fn=fn, kind=kind, key=key, label=label, **extra)
+        with self._cond:
+            if self._stopping:
+                raise Cancelled("The server is stopping; the job was not queued.")
+            job.seq = next(self._seq)
+            self._pending.append(job)
+            self._remember(job)
+            self._cond.notify_all()
+        return job
+
+    def cancel(self, job_id: str) -> QueuedJob | None:
+        """Cancel a queued job (it never runs) or interrupt a running one; None when the id is unknown."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if job.state == QUEUED:
+                self._cancel_queued(job, "it was cancelled")
+            elif job.state == RUNNING:
+                job.interrupted.set()
+            return job
+
+    def _cancel_queued(self, job: QueuedJob, why: str) -> None:
+        self._pending.remove(job)
+        job.state, job.finished_at = CANCELLED, time.time()
+        job.error = f"Job {job.id} did not run: {why}."
+        job.future.set_exception(Cancelled(job.error))
+
+    # ------------------------------------------------------------------------------------------------ queries
+    def get(self, job_id: str) -> QueuedJob | None:
+        with self._cond:
+            return self._jobs.get(job_id)
+
+    def jobs(self) -> list[QueuedJob]:
+        with self._cond:
+            return list(self._jobs.values())
+
+    def pending(self) -> list[QueuedJob]:
+        with self._cond:
+            return list(self._pending)
+
+    def position(self, job: QueuedJob) -> int | None:
+        """0-based place among waiting jobs in arrival order (the pick may still move it ahead)."""
+        with self._cond:
+            return self._pending.index(job) if job in self._pending else None
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self.running is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def _remember(self, job: QueuedJob) -> None:
+        self._jobs[job.id] = job
+        if len(self._jobs) > HISTORY:  # forget the oldest finished jobs
+            for old_id in [i for i, j in self._jobs.items() if j.state in FINISHED][: len(self._jobs) - HISTORY]:
+                del self._jobs[old_id]
+
+    # ------------------------------------------------------------------------------------------------ scheduling
+    def pick(self) -> QueuedJob:
+        """The next job (caller holds the lock, ``_pending`` is not empty); overtaken jobs are counted."""
+        head = self._pending[0]
+        if not self.affinity or self.fairness == 0 or self.last_key is None or head.key == self.last_key:
+            return head
+        for i, job in enumerate(self._pending):
+            if job.key == self.last_key:
+                older = self._pending[:i]
+                if all(o.passed < self.fairness for o in older):
+                    for o in older:
+                        o.passed += 1
+                    return job
+                break
+        return head
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping and not self._pending:
+                    return
+                job = self.pick()
+                self._pending.remove(job)
+                if job.key is not None:
+                    if self.last_key is not None and job.key != self.last_key:
+                        self.switches += 1
+                    self.last_key = job.key
+                job.state, job.started_at = RUNNING, time.time()
+                self.running = job
+                self.order.append(job.id)
+            self._run(job)
+            with self._cond:
+                self.running = None
+                self.completed += 1
+                self._cond.notify_all()
+
+    @staticmethod
+    def _run(job: QueuedJob) -> None:
+        try:
+            result = job.fn(job)
+        except BaseException as exc:  # noqa: BLE001 — the worker must survive any job; the caller gets the error
+            job.state = CANCELLED if isinstance(exc, Cancelled) else FAILED
+            job.error = str(exc) if isinstance(exc, LoradeckError) else f"{type(exc).__name__}: {exc}"
+            job.finished_at = time.time()
+            job.future.set_exception(exc)
+            return
+        job.state = CANCELLED if getattr(result, "interrupted", False) else DONE
+        job.finished_at = time.time()
+        job.future.set_result(result)
