@@ -147,7 +147,10 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch size must be at least 1, not {self.batch_size}"),
             (self.steps is None or self.steps >= 1, f"steps must be at least 1, not {self.steps}"),
             (self.epochs is None or self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
-            (self.optimizer.lower() in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"),
+            (
+                self.optimizer.lower() in OPTIMIZERS,
+                f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}",
+            ),
             (self.scheduler in SCHEDULERS, f"scheduler {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}"),
             (self.mixed_precision in PRECISIONS, f"mixed precision must be one of {', '.join(PRECISIONS)}"),
             (self.save_precision in SAVE_PRECISIONS, f"save precision must be one of {', '.join(SAVE_PRECISIONS)}"),

@@ -102,7 +102,9 @@ class DatasetSpec:
 
 
 # ------------------------------------------------------------------------------------------------ finding subsets
-def subsets_from_folder(data: Path, caption_extension: str = ".txt") -> tuple[list[Subset], list[str], list[DataProblem]]:
+def subsets_from_folder(
+    data: Path, caption_extension: str = ".txt"
+) -> tuple[list[Subset], list[str], list[DataProblem]]:
     """Subsets of a data folder (kohya ``N_name`` sub-folders, or the pictures directly inside)."""
     if not data.is_dir():
         return [], [], [DataProblem(data, "no such folder")]

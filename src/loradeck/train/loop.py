@@ -225,7 +225,12 @@ class _Run:
                 net.load_kohya_state_dict(saved.lora)
                 choice.optimizer.load_state_dict(saved.optimizer)
                 scheduler.load_state_dict(saved.scheduler)
-                start, self.losses, session, started = saved.step, list(saved.losses), saved.session_id, saved.started_at
+                start, self.losses, session, started = (
+                    saved.step,
+                    list(saved.losses),
+                    saved.session_id,
+                    saved.started_at,
+                )
         self.facts = RunFacts(
             family=family,
             prediction_type=base.prediction_type,
@@ -268,7 +273,9 @@ class _Run:
             noisy, target, t_dev = noisy.to(device), target.to(device), t.to(device)
             with acc.autocast():
                 with torch.set_grad_enabled(train_te):
-                    cond = encode_captions(_unwrapped_base(base, tes), batch.captions, device, tuple(latents.shape[-2:]))
+                    cond = encode_captions(
+                        _unwrapped_base(base, tes), batch.captions, device, tuple(latents.shape[-2:])
+                    )
                 kwargs = {"added_cond_kwargs": cond.added} if cond.added else {}
                 pred = unet(noisy.to(weight_dtype), t_dev, cond.hidden.to(weight_dtype), **kwargs).sample
             per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))

@@ -127,7 +127,9 @@ def training_metadata(cfg, facts: RunFacts, *, steps_done: int, epoch: int) -> d
         "ss_network_train_unet_only": cfg.unet_only,
     }
     if cfg.conv_rank > 0:
-        meta["ss_network_args"] = json.dumps({"conv_dim": str(cfg.conv_rank), "conv_alpha": str(cfg.effective_conv_alpha)})
+        meta["ss_network_args"] = json.dumps(
+            {"conv_dim": str(cfg.conv_rank), "conv_alpha": str(cfg.effective_conv_alpha)}
+        )
     if facts.base_path is not None and facts.base_path.is_file():
         from loradeck.formats.hashes import hash_file
 
