@@ -302,7 +302,7 @@ def export(out: Path, unet, text_encoder, tokenizer, ema, params) -> None:
     """Write the EMA weights as a diffusers StableDiffusionPipeline folder."""
     import copy
 
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     unet_e, te_e = copy.deepcopy(unet), copy.deepcopy(text_encoder)
     ema_params = list(unet_e.parameters()) + list(te_e.parameters())
@@ -315,7 +315,8 @@ def export(out: Path, unet, text_encoder, tokenizer, ema, params) -> None:
         text_encoder=te_e,
         tokenizer=tokenizer,
         unet=unet_e,
-        scheduler=EulerDiscreteScheduler(**scheduler_config()),
+        # clip_sample: x̂₀ stays in [-1, 1]; loradeck applies it to every sampler (engine/x0clamp.py).
+        scheduler=DDIMScheduler(**scheduler_config(), clip_sample=True, set_alpha_to_one=False),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

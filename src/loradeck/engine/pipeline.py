@@ -72,11 +72,20 @@ class Runner:
 
         self.c, self.device, self.dtype = components, device, dtype
         scheduler = make_scheduler(components.scheduler_config, "Euler", "Automatic")
+        unet = components.unet
+        if components.scheduler_config.get("clip_sample"):  # pixel-space model (the demo): clamp x̂₀ for every sampler
+            from diffusers import DDPMScheduler
+
+            from loradeck.engine.x0clamp import X0ClampedUNet
+
+            alphas = DDPMScheduler.from_config(components.scheduler_config).alphas_cumprod
+            clip = float(components.scheduler_config.get("clip_sample_range", 1.0))
+            unet = X0ClampedUNet(unet, alphas, clip).to(device)
         parts = dict(
             vae=components.vae,
             text_encoder=components.text_encoder,
             tokenizer=components.tokenizer,
-            unet=components.unet,
+            unet=unet,
             scheduler=scheduler,
         )
         if components.is_sdxl:
