@@ -175,7 +175,7 @@ def identity_vae():
         for p in vae.parameters():
             p.zero_()
         for part in (vae.encoder, vae.decoder):
-            for name, mod in part.named_modules():
+            for mod in part.modules():
                 if isinstance(mod, torch.nn.GroupNorm):
                     mod.weight.fill_(1.0)
             for c in range(3):
