@@ -74,6 +74,7 @@ class Studio:
                 lora_dir=self.settings.lora_path,
                 checkpoint_dir=self.settings.checkpoint_dir,
                 cache_dir=self.settings.cache_dir,
+                extra_lora_dirs=[demo_lora_dir()],
             )
         return self._library
 

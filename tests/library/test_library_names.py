@@ -90,3 +90,21 @@ def test_by_hash(dirs, make_library):
     assert lib.by_hash(sha) is e
     assert lib.by_hash(hashlib.sha256(b"").hexdigest()[:12]) is None
     assert lib.by_hash("0123456789ab") is None
+
+
+def test_bundled_folder_is_listed_and_the_users_file_of_the_same_name_wins(dirs, tmp_path):
+    from loradeck.library import Library
+
+    lora, ckpt, cache = dirs
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    write_lora(bundled / "stripy.safetensors", seed=1)
+    write_lora(bundled / "dotty.safetensors", seed=2)
+    mine = write_lora(lora / "stripy.safetensors", seed=3)
+    lib = Library(lora, ckpt, cache, extra_lora_dirs=[bundled])
+    entries = lib.loras()
+    assert sorted(e.name for e in entries) == ["dotty", "stripy", "stripy"]  # both listed; the shadowed one warns
+    shadowed = next(e for e in entries if e.path == bundled / "stripy.safetensors")
+    assert shadowed.warnings
+    assert lib.resolve_lora("stripy").path == mine
+    assert lib.resolve_lora("dotty").path == bundled / "dotty.safetensors"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -49,8 +49,18 @@ class Library:
     Thread-safe: one lock guards scans and the name tables.
     """
 
-    def __init__(self, lora_dir: Path, checkpoint_dir: Path, cache_dir: Path, *, hash_fn: HashFn | None = None):
+    def __init__(
+        self,
+        lora_dir: Path,
+        checkpoint_dir: Path,
+        cache_dir: Path,
+        *,
+        hash_fn: HashFn | None = None,
+        extra_lora_dirs: Sequence[Path] = (),
+    ):
         self.lora_dir = Path(lora_dir)
+        # Read-only LoRA folders scanned before lora_dir (the bundled demo LoRAs): a user's file of the same name wins.
+        self.lora_roots = [Path(d) for d in extra_lora_dirs if Path(d) != self.lora_dir] + [self.lora_dir]
         self.checkpoint_dir = Path(checkpoint_dir)
         self.index = LibraryIndex(Path(cache_dir) / "library.sqlite")
         self._hash = hash_fn or _default_hash
@@ -72,15 +82,21 @@ class Library:
         """Walk both folders, hash new/changed files, drop vanished ones from the index; returns what happened."""
         t0 = time.perf_counter()
         with self._lock:
-            lora_found = walk_models(self.lora_dir, LORA_EXTS) if self.lora_dir.is_dir() else []
+            lora_found = [(root, walk_models(root, LORA_EXTS) if root.is_dir() else []) for root in self.lora_roots]
             ckpt_found = (
                 walk_models(self.checkpoint_dir, CHECKPOINT_EXTS, diffusers_dirs=True)
                 if self.checkpoint_dir.is_dir()
                 else []
             )
-            total = len(lora_found) + len(ckpt_found)
+            total = sum(len(found) for _root, found in lora_found) + len(ckpt_found)
             progress = _Progress(total, on_progress)
-            loras, lora_errs, hashed, reused = self._scan_loras(lora_found, progress)
+            loras, lora_errs, hashed, reused = [], [], 0, 0
+            for root, found in lora_found:
+                e, errs, h, r = self._scan_loras(root, found, progress)
+                loras += e
+                lora_errs += errs
+                hashed += h
+                reused += r
             ckpts, ckpt_errs, c_reused = self._scan_checkpoints(ckpt_found, progress)
             self._loras, self._checkpoints = loras, ckpts
             self._errors = lora_errs + ckpt_errs
@@ -97,8 +113,7 @@ class Library:
 
     refresh = scan  # A1111's "refresh-loras"/"refresh-checkpoints": same walk, the index makes it cheap
 
-    def _scan_loras(self, found: list[Found], progress: _Progress):
-        root = self.lora_dir
+    def _scan_loras(self, root: Path, found: list[Found], progress: _Progress):
         cached = self.index.rows(str(root), "lora")
         entries, errors, pending = [], [], []
         hashed = reused = 0
