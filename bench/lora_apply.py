@@ -121,6 +121,15 @@ def main() -> None:
 
     # ---- ours
     patcher = LoraPatcher(comps, keymap)
+    # peak RSS of a 3-LoRA stack (files already loaded) over the touched weights' size; first, on a fresh heap
+    ls = [load_lora(f) for f in files]
+    gc.collect()
+    reset_peak()
+    rss0 = rss_mb()
+    patcher.apply([StackEntry(lo, 0.5, w) for lo, w in zip(ls, (0.8, 0.5, 0.3), strict=True)])
+    peak, steady, undo = rss_mb("VmHWM") - rss0, rss_mb() - rss0, patcher.undo_bytes() / 2**20
+    patcher.restore()
+
     loras: dict[int, object] = {}
 
     def ours_apply():
@@ -168,15 +177,8 @@ def main() -> None:
     t_apply_merge = timed(lambda: patcher.apply([StackEntry(lora0, 1.0, 1.0)]))
     patcher.restore()
 
-    # peak RSS of a 3-LoRA stack (files already loaded) over the touched weights' size
-    ls = [load_lora(f) for f in files]
-    gc.collect()
-    reset_peak()
-    rss0 = rss_mb()
-    patcher.apply([StackEntry(lo, 0.5, w) for lo, w in zip(ls, (0.8, 0.5, 0.3), strict=True)])
-    peak, steady, undo = rss_mb("VmHWM") - rss0, rss_mb() - rss0, patcher.undo_bytes() / 2**20
-
     # one U-Net step with 3 LoRAs merged vs plain
+    patcher.apply([StackEntry(lo, 0.5, w) for lo, w in zip(ls, (0.8, 0.5, 0.3), strict=True)])
     t_step_lora = t_step_plain = 1.0
     if not args.quick:
         x, t, ctx = torch.randn(1, 4, 64, 64), torch.tensor(500), torch.randn(1, 77, 768)
