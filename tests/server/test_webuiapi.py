@@ -134,7 +134,9 @@ def test_interrupt_during_a_long_job(served):
     api = client(served)
     outcome = {}
     worker = threading.Thread(
-        target=lambda: outcome.setdefault("r", api.txt2img(prompt=PROMPT, seed=1, n_iter=4, width=32, height=32, steps=150))
+        target=lambda: outcome.setdefault(
+            "r", api.txt2img(prompt=PROMPT, seed=1, n_iter=4, width=32, height=32, steps=150)
+        )
     )
     worker.start()
     deadline = time.monotonic() + 60
