@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loradeck.cli import generate, lora, pnginfo, serve
+from loradeck.cli import civitai, generate, lora, pnginfo, serve, train
 
 app = typer.Typer(
     name="loradeck",
@@ -17,6 +17,8 @@ app.command("generate")(generate.generate)
 app.command("png-info")(pnginfo.png_info)
 app.command("serve")(serve.serve)
 app.add_typer(lora.app, name="lora")
+app.add_typer(civitai.app, name="civitai")
+app.command("train")(train.train)
 
 
 def main() -> None:

@@ -83,12 +83,18 @@ class DatasetSpec:
         """Images per epoch, repeats included (kohya's ``ss_num_train_images``)."""
         return sum(i.repeats for i in self.items)
 
-    def tag_frequency(self) -> dict[str, dict[str, int]]:
-        """kohya ``ss_tag_frequency``: per folder name, comma tags lower-cased, counted once per picture."""
+    def tag_frequency(self, trigger: str = "") -> dict[str, dict[str, int]]:
+        """kohya ``ss_tag_frequency``: per folder name, comma tags lower-cased, counted once per picture.
+
+        Captions are counted as trained, with the trigger prepended, so tools that guess triggers from tag
+        frequencies find it."""
+        from loradeck.train.captions import with_trigger
+
         out: dict[str, Counter] = {}
         for item in self.items:
             folder = self.subsets[item.subset].image_dir.name
-            tags = [t.strip().lower() for t in item.caption.split(",") if t.strip()]
+            caption = with_trigger(item.caption, trigger)
+            tags = [t.strip().lower() for t in caption.split(",") if t.strip()]
             out.setdefault(folder, Counter()).update(tags)
         return {k: dict(v) for k, v in out.items()}
 

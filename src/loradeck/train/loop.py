@@ -243,7 +243,7 @@ class _Run:
             max_train_steps=total,
             warmup_steps=warmup,
             optimizer=choice.description,
-            tag_frequency=spec.tag_frequency(),
+            tag_frequency=spec.tag_frequency(cfg.trigger),
             dataset_dirs=spec.dataset_dirs(),
             bucket_info=ds.bucket_info(),
             session_id=session,
@@ -256,6 +256,9 @@ class _Run:
         alphas = noise_sched.alphas_cumprod
         snr = alphas / (1 - alphas)
         params = net.parameters()
+        self.good = [p.detach().clone() for p in params]  # weights of the last step whose loss was finite
+        self.good_step = start
+        self.saved_step: int | None = start if cfg.resume and start else None
         t0, done = time.perf_counter(), start
         for step in range(start, total):
             if self.cancel is not None and self.cancel.is_set():
@@ -290,8 +293,10 @@ class _Run:
             if acc.sync_gradients and cfg.max_grad_norm:
                 norm = acc.clip_grad_norm_(params, cfg.max_grad_norm)
                 if cfg.mixed_precision != "fp16" and not torch.isfinite(torch.as_tensor(norm)):
-                    optimizer.zero_grad(set_to_none=True)
                     self._diverged(step, "the gradients")
+            with torch.no_grad():  # these weights just gave a finite loss: the last good ones, until the next step
+                torch._foreach_copy_(self.good, [p.detach() for p in params])
+            self.good_step = step
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -329,11 +334,22 @@ class _Run:
             self.on_progress(TrainProgress(i, n, float("nan"), float("nan"), 0.0, 0, 0.0, 0.0, phase="cache"))
 
     def _diverged(self, step: int, what: str) -> None:
-        path = self._save(step)
+        """Write the last weights that gave a finite loss, then stop with one sentence saying where things are."""
+        path = None
+        if self.acc.is_main_process:
+            with torch.no_grad():
+                torch._foreach_copy_(self.network.parameters(), self.good)
+            path = self._write_lora(self.out / f"{self.cfg.name}-last-good.safetensors", self.good_step, sidecar=False)
+            self._loss_curve()
         hint = " or --mixed-precision no" if self.cfg.mixed_precision == "fp16" else ""
+        resume = (
+            f"--resume continues from the state saved at step {self.saved_step}"
+            if self.saved_step is not None
+            else "no resumable state was saved yet (see --save-every)"
+        )
         raise TrainingDiverged(
-            f"Training stopped at step {step + 1}: {what} became NaN or infinite; the last good weights "
-            f"(step {step}) are saved in {path} and --resume continues from there (try a lower --lr{hint})."
+            f"Training stopped at step {step + 1} because {what} became NaN or infinite: the last good weights "
+            f"(after {self.good_step} steps) are in {path}, and {resume}; try a lower --lr{hint}."
         )
 
     def _save(self, step: int) -> Path | None:
@@ -353,6 +369,7 @@ class _Run:
             started_at=self.facts.started_at,
         )
         save_state(self.out / "state", state)
+        self.saved_step = step
         snapshot = self.out / f"{self.cfg.name}-step{step:08d}.safetensors"
         self._write_lora(snapshot, step, sidecar=False)
         self._loss_curve()

@@ -1,0 +1,121 @@
+"""Data scanning (kohya folders, captions, TOML), bad files reported by path before training, buckets, captions."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from loradeck.train import DatasetError, TrainConfig, train_lora
+from loradeck.train.buckets import fit, make_buckets, pick_bucket
+from loradeck.train.captions import process_caption, with_trigger
+from loradeck.train.data_scan import scan_dataset
+
+from .conftest import draw_pictures
+
+
+def test_bad_data_is_reported_by_file_before_the_model_loads(tmp_path):
+    data = tmp_path / "data"
+    draw_pictures(data / "4_good", 2)
+    (data / "4_good" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (data / "4_good" / "orphan.txt").write_text("a caption with no picture")
+    draw_pictures(data / "4_good", 1, seed=5)  # pic0 again, then blank its caption
+    (data / "4_good" / "pic0.txt").write_text("")
+    (data / "2_empty").mkdir()
+    (data / "2_good_caption").mkdir()
+    draw_pictures(data / "2_good_caption", 1, caption_ext=".caption")
+    cfg = TrainConfig(data=data, base=str(tmp_path / "no-such-model"), name="x", output_dir=tmp_path / "o",
+                      lora_dir=tmp_path / "l")  # fmt: skip
+    with pytest.raises(DatasetError) as err:  # not ModelLoadError: the data is checked first
+        train_lora(cfg)
+    problems = {p.path.name: p.reason for p in err.value.problems}
+    assert set(problems) == {"broken.png", "orphan.txt", "pic0.txt", "2_empty"}
+    assert "picture" in problems["broken.png"] and "without a picture" in problems["orphan.txt"]
+    assert "empty" in problems["pic0.txt"] and "no pictures" in problems["2_empty"]
+    assert str(data / "4_good" / "broken.png") in str(err.value)
+
+
+def test_kohya_folders_repeats_and_class_tokens(tmp_path):
+    data = tmp_path / "data"
+    draw_pictures(data / "10_my_style", 3)
+    (data / "10_my_style" / "pic1.txt").unlink()  # falls back to the class tokens
+    draw_pictures(data / "1_other", 2, caption_ext=".caption")
+    (data / "notes").mkdir()  # no repeat count: skipped with a warning
+    spec = scan_dataset(data, None)
+    assert spec.num_train_images == 3 * 10 + 2
+    captions = {i.image.name: i.caption for i in spec.items if i.image.parent.name == "10_my_style"}
+    assert captions["pic1.png"] == "my style"
+    assert any("notes" in w for w in spec.warnings)
+    assert spec.dataset_dirs() == {"10_my_style": {"n_repeats": 10, "img_count": 3},
+                                   "1_other": {"n_repeats": 1, "img_count": 2}}  # fmt: skip
+
+
+def test_dataset_config_toml(tmp_path):
+    draw_pictures(tmp_path / "imgs", 2)
+    toml = tmp_path / "dataset.toml"
+    toml.write_text(
+        "[general]\nshuffle_caption = true\nkeep_tokens = 1\n\n[[datasets]]\nresolution = [64, 64]\nbatch_size = 2\n"
+        '\n  [[datasets.subsets]]\n  image_dir = "imgs"\n  num_repeats = 5\n  class_tokens = "sks"\n  keep_tokens = 2\n'
+    )
+    spec = scan_dataset(None, toml)
+    assert spec.options == {"resolution": 64, "batch_size": 2}
+    (sub,) = spec.subsets
+    assert sub.image_dir == tmp_path / "imgs" and sub.num_repeats == 5 and sub.class_tokens == "sks"
+    assert sub.shuffle_caption is True and sub.keep_tokens == 2  # subset beats general
+    assert spec.num_train_images == 10
+
+
+def test_bucket_list_matches_kohya_worked_example():
+    got = make_buckets(512, 256, 1024, 64)
+    example = [(256, 1024), (320, 768), (384, 640), (448, 576), (512, 512), (576, 448), (640, 384), (704, 320),
+               (768, 320), (832, 256), (896, 256), (960, 256), (1024, 256)]  # fmt: skip
+    expected = set(example) | {(h, w) for w, h in example}
+    assert set(got) == expected
+    assert pick_bucket(1000, 600, got) == (640, 384)  # ar 1.667 is nearest to 640/384
+
+
+def test_fit_covers_and_centre_crops():
+    from PIL import Image
+
+    img = Image.new("RGB", (100, 50))
+    img.paste((255, 0, 0), (0, 0, 15, 50))  # a red left strip, cropped away by the centre crop
+    out = fit(img, (32, 32))
+    assert out.size == (32, 32)
+    assert out.getpixel((0, 16)) == (0, 0, 0)
+
+
+def test_caption_trigger_and_shuffle_keep_tokens():
+    assert with_trigger("a red circle", "stripy") == "stripy, a red circle"
+    assert with_trigger("a stripy red circle", "stripy") == "a stripy red circle"
+    rng = random.Random(0)
+    tags = "a, b, c, d, e, f"
+    seen = set()
+    for _ in range(30):
+        out = process_caption(tags, rng, shuffle=True, keep_tokens=2, trigger="sks")
+        parts = out.split(", ")
+        assert parts[:3] == ["sks", "a", "b"] and sorted(parts[3:]) == ["c", "d", "e", "f"]
+        seen.add(out)
+    assert len(seen) > 5  # the rest really is shuffled
+
+
+def test_config_toml_and_kohya_aliases(tmp_path):
+    path = tmp_path / "train.toml"
+    path.write_text('network_dim = 32\nnetwork_alpha = 16\nlearning_rate = 5e-4\nmax_train_steps = 99\nname = "x"\n'
+                    'sample_prompts = "a cat --d 3"\n')  # fmt: skip
+    cfg = TrainConfig.from_toml(path, rank=8)
+    assert (cfg.rank, cfg.alpha, cfg.lr, cfg.steps, cfg.name) == (8, 16, 5e-4, 99, "x")
+    assert cfg.sample_prompts == ["a cat --d 3"]
+    path.write_text("bogus_key = 1\n")
+    with pytest.raises(Exception, match="bogus_key"):
+        TrainConfig.from_toml(path)
+
+
+def test_missing_optional_optimizer_is_one_clear_sentence():
+    from loradeck.errors import InvalidRequest
+    from loradeck.train.optim import optimizer_class
+
+    for name, package in (("adamw8bit", "bitsandbytes"), ("prodigy", "prodigyopt"), ("lion", "lion-pytorch")):
+        try:
+            optimizer_class(name)
+        except InvalidRequest as exc:
+            assert package in str(exc) and "--optimizer adamw" in str(exc)
