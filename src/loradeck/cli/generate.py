@@ -43,6 +43,8 @@ def generate(
     tokenizer: Annotated[Path | None, typer.Option(help="CLIP tokenizer folder for single-file checkpoints.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu.")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, fp32, fp16 or bf16.")] = None,
+    attention_slicing: Annotated[bool, typer.Option(help="Less GPU memory, a little slower.")] = False,
+    cpu_offload: Annotated[bool, typer.Option(help="Keep idle model parts in RAM (small GPUs).")] = False,
 ) -> None:
     """Generate pictures and save them as PNGs with A1111 infotext."""
     from PIL import Image
@@ -50,7 +52,14 @@ def generate(
     from loradeck.requests import GenerationRequest
 
     studio = make_studio(
-        models_dir=models_dir, lora_dir=lora_dir, outputs_dir=out, device=device, dtype=dtype, tokenizer_dir=tokenizer
+        models_dir=models_dir,
+        lora_dir=lora_dir,
+        outputs_dir=out,
+        device=device,
+        dtype=dtype,
+        tokenizer_dir=tokenizer,
+        attention_slicing=attention_slicing or None,
+        cpu_offload=cpu_offload or None,
     )
     if from_png is not None:
         from loradeck.prompt.pnginfo import request_from_png
