@@ -59,11 +59,18 @@ def model_configs(name: str, *, reduced: bool = True) -> dict[str, dict]:
     return configs
 
 
-def build_components(name: str, configs: dict[str, dict], seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
-    """Random-weight diffusers state dicts per component, plus the ``extra`` tensors real files carry."""
+def build_components(
+    name: str, configs: dict[str, dict], seed: int = 0, dtype: torch.dtype = torch.float32
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Random-weight diffusers state dicts per component, plus the ``extra`` tensors real files carry.
+
+    Built directly in ``dtype``: a full-size SDXL in fp16 needs 7 GB instead of 10 GB fp32 + the fp16 copy.
+    """
     family = FAMILY_OF[name]
     gen_state = torch.random.get_rng_state()
+    default_dtype = torch.get_default_dtype()
     torch.manual_seed(seed)
+    torch.set_default_dtype(dtype)
     try:
         out = {
             "unet": UNet2DConditionModel.from_config(configs["unet"]).state_dict(),
@@ -90,6 +97,7 @@ def build_components(name: str, configs: dict[str, dict], seed: int = 0) -> dict
         out["extra"] = extra
     finally:
         torch.random.set_rng_state(gen_state)
+        torch.set_default_dtype(default_dtype)
     return out
 
 
@@ -106,7 +114,7 @@ def write_checkpoint(
 
     ``.safetensors`` or ``.ckpt`` (a pickled ``{"state_dict": ...}``, as the original training code saved) by suffix.
     """
-    components = build_components(name, model_configs(name, reduced=reduced), seed)
+    components = build_components(name, model_configs(name, reduced=reduced), seed, dtype)
     state = {
         k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
         for k, v in to_ldm(components, FAMILY_OF[name]).items()
