@@ -78,14 +78,15 @@ def test_nan_loss_stops_with_the_last_good_weights(shapes_data, demo_base, tmp_p
     with pytest.raises(TrainingDiverged) as err:
         train_lora(cfg)
     message = str(err.value)
-    assert "step 4" in message and "after 3 steps" in message and "-last-good.safetensors" in message
+    # the weights that gave the NaN (after 3 steps) are not trusted; the last ones with a finite loss are kept
+    assert "step 4" in message and "after 2 steps" in message and "-last-good.safetensors" in message
     good = load_file(cfg.output_dir / "testlora-last-good.safetensors")
     assert all(torch.isfinite(t).all() for t in good.values())
     assert not (cfg.lora_dir / "testlora.safetensors").exists()
 
     monkeypatch.setattr(TrainDataset, "batch", original)
-    three = train_lora(small_config(shapes_data, demo_base, tmp_path / "three", steps=3, save_precision="float"))
-    _same_tensors(good, load_file(three.lora_path))  # exactly the weights after the 3 good steps
+    two = train_lora(small_config(shapes_data, demo_base, tmp_path / "two", steps=2, save_precision="float"))
+    _same_tensors(good, load_file(two.lora_path))  # exactly the weights after 2 steps
 
 
 def test_exploding_learning_rate_is_caught(shapes_data, demo_base, tmp_path):
