@@ -63,6 +63,7 @@ class Studio:
         self._library = None
         self._loras: dict[tuple[str, float], Any] = {}  # (path, mtime) -> parsed LoRA file
         self.current_job = None
+        self._latents = None  # the running batch's latents after the last step (for live previews)
 
     # ------------------------------------------------------------------------------------------------ library
     @property
@@ -210,6 +211,7 @@ class Studio:
                             denoising_strength=request.denoising_strength,
                             job=job,
                             progress=progress,
+                            on_latents=self._keep_latents,
                         )
                     except LoradeckError as exc:
                         if type(exc).__name__ == "Cancelled":
@@ -232,6 +234,19 @@ class Studio:
                 )
             finally:
                 self.current_job = None
+                self._latents = None
+
+    def _keep_latents(self, latents) -> None:
+        self._latents = latents  # a reference only; decoded when somebody asks for a preview
+
+    def current_preview(self):
+        """A quick picture of the image being sampled now (first of its batch), or None when idle."""
+        from loradeck.engine.preview import preview_image
+
+        latents, model = self._latents, self._model
+        if latents is None or model is None:
+            return None
+        return preview_image(latents[0], sdxl=model.runner.c.is_sdxl)
 
     def _validate(self, r: GenerationRequest) -> None:
         lim = self.settings.limits

@@ -114,6 +114,7 @@ class Runner:
         denoising_strength: float = 0.75,
         job: Job | None = None,
         progress: ProgressFn | None = None,
+        on_latents: Callable[[torch.Tensor], None] | None = None,
     ) -> list[Image.Image] | None:
         """One batch: ``len(seeds)`` images, image i drawn from its own CPU generator seeded ``seeds[i]``.
 
@@ -139,6 +140,8 @@ class Runner:
                 raise Cancelled("Generation was interrupted.")
             if job.skipped.is_set():
                 raise _Skip
+            if on_latents is not None and "latents" in kwargs:
+                on_latents(kwargs["latents"])
             if progress:
                 progress(i + 1, total)
             return kwargs

@@ -173,7 +173,12 @@ def progress_of(job: QueuedJob | None) -> ProgressResponse:
 
 @router.get("/progress", response_model=ProgressResponse)
 async def progress(request: Request, skip_current_image: bool = False) -> ProgressResponse:
-    return progress_of(state_of(request).queue.running)
+    answer = progress_of(state_of(request).queue.running)
+    if not skip_current_image:
+        preview = request.app.state.studio.current_preview()
+        if preview is not None:
+            answer.current_image = encode_png(preview)
+    return answer
 
 
 @router.post("/interrupt")
