@@ -150,6 +150,11 @@ class _Run:
         spec = scan_dataset(cfg.data, cfg.dataset_config, cfg.caption_extension)  # bad files: before any loading
         self._paths()
         device_arg = cfg.device if cfg.device != "auto" else None
+        # accelerate keeps one process-wide state; a server trains many times in one process with other settings.
+        # Only the accelerator part is reset: the process group of an ``accelerate launch`` run stays as it is.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state()
         acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=device_arg == "cpu")
         self.acc = acc
         device = acc.device
@@ -188,7 +193,10 @@ class _Run:
             base.unet.enable_gradient_checkpointing()
             if train_te:
                 for te in encoders.values():
-                    te.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                    if hasattr(te, "activation_checkpointing_enable"):  # transformers ≥ 5 name
+                        te.activation_checkpointing_enable({"use_reentrant": False})
+                    else:
+                        te.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.unet.train()
         for te in encoders.values():
             te.train(train_te)
