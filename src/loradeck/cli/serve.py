@@ -32,6 +32,7 @@ def serve(
 
     from loradeck.errors import InvalidRequest
     from loradeck.server import create_app, parse_credentials
+    from loradeck.ui import mount_ui
 
     if listen:
         host = "0.0.0.0"
@@ -43,6 +44,7 @@ def serve(
     auth = parse_credentials(api_auth) if api_auth else None
     studio = make_studio(models_dir=models_dir, lora_dir=lora_dir, device=device, dtype=dtype)
     app = create_app(studio, auth=auth, fairness=fairness, preload=True)
+    app = mount_ui(app, studio)  # the web UI at "/" on this same app and port (added by the UI's owner)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(f"loradeck API on [bold]http://{shown}:{port}/sdapi/v1[/] (docs: http://{shown}:{port}/docs)")
     if host == "0.0.0.0" and not auth:
