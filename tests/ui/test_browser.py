@@ -32,7 +32,10 @@ ARGS = [
 ]
 PROMPT = "a red circle on a blue background"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,  # a minute: a server, a browser, a few generations
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +88,18 @@ def open_page(browser, url, **context):
     return page
 
 
+def shoot(page, selectors: list[str], path: Path) -> None:
+    """A screenshot of the smallest rectangle holding these elements (with a margin)."""
+    boxes = [page.locator(s).bounding_box() for s in selectors]
+    left, top = min(b["x"] for b in boxes) - 12, min(b["y"] for b in boxes) - 12
+    right, bottom = max(b["x"] + b["width"] for b in boxes) + 12, max(b["y"] + b["height"] for b in boxes) + 12
+    page.screenshot(
+        path=str(path),
+        full_page=True,
+        clip={"x": max(0, left), "y": max(0, top), "width": right - left, "height": bottom - top},
+    )
+
+
 def prompt_of(page) -> str:
     return page.input_value("#ld-prompt textarea")
 
@@ -112,11 +127,11 @@ def test_generate_with_a_card_in_the_browser(site, browser, tmp_path):
     assert "pixstripes" in card.locator(".ld-chips").inner_text()
     assert "weight 0.7" in card.inner_text()
     assert grid.locator('.ld-card[data-key="plainlora"] .ld-placeholder').count() == 1
-    assert "SDXL" in grid.locator('.ld-card[data-key="bigstyle"] .ld-mismatch').inner_text()
+    assert "not for Demo" in grid.locator('.ld-card[data-key="bigstyle"] .ld-mismatch').inner_text()
     preview = page.request.get(site["url"] + "/" + card.locator("img").get_attribute("src"))
     assert preview.ok and preview.headers["content-type"] == "image/png"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.locator("#ld-lora-cards").screenshot(path=str(SCREENSHOTS / "lora-cards.png"))
+    shoot(page, ["#ld-lora-search", "#ld-lora-refresh", "#ld-lora-cards"], SCREENSHOTS / "lora-cards.png")
 
     # search narrows the grid; a click puts the tag, the activation text and the negative text in
     page.fill("#ld-prompt textarea", PROMPT)

@@ -116,7 +116,7 @@ def mount_ui(app: Any, studio: Any, *, path: str = "/") -> Any:
         ssr_mode=False,  # SSR would start a Node server on a second port
         pwa=False,
         mcp_server=False,
-        footer_links=["api"],
+        footer_links=[],  # the API docs are FastAPI's /docs, linked in the header
         show_error=True,
     )
 

@@ -47,7 +47,7 @@ def card_html(card: Card, model_family: Family | None) -> str:
         )
     badges = f'<span class="ld-family ld-fam-{e(card.family.value)}">{e(card.family.label)}</span>'
     if warning:
-        badges += f'<span class="ld-mismatch" title="{e(warning)}">⚠ {e(card.family.label)} only</span>'
+        badges += f'<span class="ld-mismatch" title="{e(warning)}">⚠ not for {e(model_family.label)}</span>'
     sub = " · ".join(p for p in (card.name if card.name != card.alias else "", card.subfolder) if p)
     words = "".join(f'<span class="ld-chip">{e(w)}</span>' for w in card.trigger_words[:6])
     if len(card.trigger_words) > 6:
