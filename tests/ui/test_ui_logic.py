@@ -16,7 +16,7 @@ from loradeck.prompt.tags import parse_prompt
 from loradeck.requests import GenerationRequest
 from loradeck.ui.catalog import ALL_FOLDERS, TOP_LEVEL, Card, folders, select_cards, toggle_card
 from loradeck.ui.fields import build_request, fields_from_infotext, seed_of
-from loradeck.ui.generation import Run, latents_to_image, progress_html
+from loradeck.ui.generation import Run, progress_html
 from loradeck.ui.lora_cards import card_html
 from loradeck.ui.weights import normalise, prompt_loras, set_weight
 
@@ -156,16 +156,6 @@ def test_progress_fraction_over_batches():
     page = progress_html(0.625, "a <b>")
     assert 'aria-valuenow="62"' in page or 'aria-valuenow="63"' in page
     assert "a &lt;b&gt;" in page and "width:62.5%" in page
-
-
-def test_latent_preview_of_a_pixel_space_model():
-    rgb = np.array([[[-1.0]], [[0.0]], [[1.0]]], np.float32)  # one pixel: channel values in [-1, 1]
-    image = latents_to_image(rgb[None])
-    assert image.size == (1, 1) and image.getpixel((0, 0)) == (0, 128, 255)
-    four = np.arange(4 * 2 * 2, dtype=np.float32).reshape(1, 4, 2, 2)
-    stretched = np.asarray(latents_to_image(four))
-    assert stretched.min() == 0 and stretched.max() == 255
-    assert latents_to_image(None) is None
 
 
 # ------------------------------------------------------------------------------------------------ PNG info

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from loradeck.engine.pipeline import Job
@@ -24,42 +23,12 @@ log = logging.getLogger("loradeck.ui")
 
 
 @dataclass(eq=False)
-class PreviewJob(Job):
-    """A Job that also keeps the latest latents, for an engine that hands them over each step (``show_preview``)."""
-
-    latents: Any = None
-
-    def show_preview(self, latents: Any) -> None:
-        self.latents = latents
-
-
-def latents_to_image(latents: Any) -> Image.Image | None:
-    """A rough picture of the first image's latents: pixel-space models (3 channels, values in [-1, 1]) as they
-    are; latent-space models as their first three channels stretched to 0..255 (a shape preview, not colours)."""
-    if latents is None:
-        return None
-    array = latents.detach().float().cpu().numpy() if hasattr(latents, "detach") else np.asarray(latents, np.float32)
-    if array.ndim == 4:
-        array = array[0]
-    if array.ndim != 3 or array.shape[0] < 3:
-        return None
-    rgb = array[:3]
-    if array.shape[0] == 3:
-        scaled = (rgb + 1.0) * 127.5
-    else:
-        low = rgb.min(axis=(1, 2), keepdims=True)
-        span = np.maximum(rgb.max(axis=(1, 2), keepdims=True) - low, 1e-6)
-        scaled = (rgb - low) / span * 255.0
-    return Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8).transpose(1, 2, 0))
-
-
-@dataclass(eq=False)
 class Run:
     """One generation in a background thread. ``error`` is the sentence to show when it failed."""
 
     studio: Any
     request: GenerationRequest
-    job: PreviewJob = field(default_factory=PreviewJob)
+    job: Job = field(default_factory=Job)
     image: int = 0  # index of the first image of the batch in progress
     step: int = 0
     steps: int = 0
@@ -112,7 +81,7 @@ class Run:
         return f"{images} of {self.total_images} · step {self.step}/{self.steps} · {elapsed:.1f} s"
 
     def preview(self) -> Image.Image | None:
-        return latents_to_image(self.job.latents)
+        return self.studio.current_preview()
 
 
 def progress_html(fraction: float, text: str, *, state: str = "running") -> str:
