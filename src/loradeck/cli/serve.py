@@ -46,7 +46,10 @@ def serve(
     app = create_app(studio, auth=auth, fairness=fairness, preload=True)
     app = mount_ui(app, studio)  # the web UI at "/" on this same app and port (added by the UI's owner)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    console.print(f"loradeck API on [bold]http://{shown}:{port}/sdapi/v1[/] (docs: http://{shown}:{port}/docs)")
+    console.print(
+        f"loradeck web UI on [bold]http://{shown}:{port}/[/], A1111 API at /sdapi/v1, ours at /loradeck/v1 "
+        f"(docs: http://{shown}:{port}/docs)"
+    )
     if host == "0.0.0.0" and not auth:
         console.print("[bold yellow]warning:[/] listening on every interface without authentication (--insecure)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
