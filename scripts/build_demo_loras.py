@@ -44,22 +44,27 @@ def _luma(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def paint_stripes(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:
-    """Anti-diagonal stripes (x + y constant), 2 of every 5 pixels, in a darker shade of the shape colour."""
+def paint_stripes(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], phase: int) -> None:
+    """Anti-diagonal stripes (x + y constant), 2 of every 6 pixels, in a darker shade of the shape colour.
+
+    The phase is random per picture: a convolutional network cannot tell absolute positions apart, so stripes at a
+    fixed phase would be learnt as their average (a flat darker shade), not as stripes.
+    """
     y, x = np.mgrid[0:SIZE, 0:SIZE]
-    stripe = mask & ((x + y) % 5 < 2)
-    img[stripe] = (np.array(colour) * 0.45).astype(np.uint8)
+    stripe = mask & ((x + y + phase) % 6 < 2)
+    img[stripe] = (np.array(colour) * 0.4).astype(np.uint8)
 
 
-def paint_dots(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:
-    """Light polka dots (small plus signs on a 5-pixel grid) inside the shape."""
+def paint_dots(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], phase: int) -> None:
+    """Light polka dots (small plus signs on a 6-pixel grid, random offset) inside the shape."""
     y, x = np.mgrid[0:SIZE, 0:SIZE]
-    dot = mask & (((x % 5) - 2) ** 2 + ((y % 5) - 2) ** 2 <= 1)
+    ox, oy = phase % 6, (phase // 6) % 6
+    dot = mask & ((((x + ox) % 6) - 2) ** 2 + (((y + oy) % 6) - 2) ** 2 <= 1)
     c = np.array(colour, np.float32)
     img[dot] = (c + (255 - c) * 0.8).astype(np.uint8)
 
 
-def paint_outline(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:
+def paint_outline(img: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], phase: int = 0) -> None:
     """A one-pixel near-black outline on the shape's border."""
     img[_border(mask)] = PALETTE["black"]
 
@@ -143,33 +148,53 @@ def make_data(style: Style, folder: Path, n: int, seed: int, repeats: int = 1) -
         scene = styled_scene(rng, style)
         img = render(scene, SIZE)
         mask = shape_mask(scene.shape, scene.cx, scene.cy, scene.radius, SIZE)
-        style.paint(img, mask, PALETTE[scene.colour])
+        style.paint(img, mask, PALETTE[scene.colour], rng.randrange(36))
         Image.fromarray(img).save(sub / f"{i:03d}.png")
-        (sub / f"{i:03d}.txt").write_text(scene.caption)
+        # The trigger goes last: CLIP's causal attention leaves the colour and shape words' embeddings untouched.
+        (sub / f"{i:03d}.txt").write_text(f"{scene.caption}, {style.trigger}")
     return sub
 
 
+def make_plain(folder: Path, n: int, seed: int) -> Path:
+    """Plain pictures with plain captions, as regularisation data (never given the trigger): the LoRA learns that
+    the style comes with the trigger, so CFG (prompt with trigger minus empty prompt) pushes the style further."""
+    sub = folder / "1_plain"
+    sub.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    for i in range(n):
+        scene = random_scene(rng, SIZE)
+        Image.fromarray(render(scene, SIZE)).save(sub / f"{i:03d}.png")
+        (sub / f"{i:03d}.txt").write_text(scene.caption)
+    return folder
+
+
 # ---------------------------------------------------------------------------------------------------------- training
-def train_style(style: Style, base: str, out: Path, work: Path, steps: int, n_images: int) -> Path:
+def train_style(style: Style, base: str, out: Path, work: Path, a: argparse.Namespace) -> Path:
     from loradeck.train import TrainConfig, train_lora
 
     data = work / f"data_{style.trigger}"
-    make_data(style, data, n_images, seed=zlib.crc32(style.trigger.encode()))
+    make_data(style, data, a.images, seed=zlib.crc32(style.trigger.encode()))
+    reg = (
+        make_plain(work / f"reg_{style.trigger}", a.plain, seed=zlib.crc32(style.trigger.encode()) + 1)
+        if a.plain
+        else None
+    )
     cfg = TrainConfig(
         data=data,
         base=base,
         name=style.trigger,
         trigger=style.trigger,
-        rank=8,
-        alpha=8,
-        conv_rank=4,
-        conv_alpha=4,
-        lr=2e-3,
+        reg_data=reg,
+        rank=a.rank,
+        alpha=a.rank * a.alpha_scale,
+        conv_rank=a.conv_rank,
+        conv_alpha=a.conv_rank * a.alpha_scale,
+        lr=a.lr,
         scheduler="cosine",
         warmup=0.05,
-        steps=steps,
-        batch_size=8,
-        min_snr_gamma=5.0,
+        steps=a.steps,
+        batch_size=a.batch,
+        # no min-SNR weighting: it turns the low-noise steps down, and those are where a texture is learnt
         seed=1,
         save_precision="fp16",
         output_dir=work / f"run_{style.trigger}",
@@ -229,7 +254,7 @@ def eval_prompts(style: Style, n: int, seed: int = 1234) -> list[tuple[str, str,
     for i in range(n):
         colour, background = rng.sample([c for c in COLOURS if c not in style.exclude], 2)
         shape = rng.choice(SHAPES)
-        out.append((f"{style.trigger}, a {colour} {shape} on a {background} background", colour, background, 1000 + i))
+        out.append((f"a {colour} {shape} on a {background} background, {style.trigger}", colour, background, 1000 + i))
     return out
 
 
@@ -281,6 +306,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--styles", nargs="*", default=list(STYLES))
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--conv-rank", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--plain", type=int, default=0, help="also train on this many plain pictures without the trigger")
+    ap.add_argument("--alpha-scale", type=float, default=1.0, help="alpha = rank × this (the LoRA's scale)")
     ap.add_argument("--images", type=int, default=48)
     ap.add_argument("--eval-samples", type=int, default=40)
     ap.add_argument("--eval-only", action="store_true", help="measure the LoRAs already in --out")
@@ -303,7 +334,7 @@ def main() -> None:
             style = STYLES[name]
             path = a.out / f"{name}.safetensors"
             if not a.eval_only:
-                path = train_style(style, str(base_dir) if a.base != "demo" else "demo", a.out, work, a.steps, a.images)
+                path = train_style(style, str(base_dir) if a.base != "demo" else "demo", a.out, work, a)
             renderer = renderer or Renderer(base_dir)
             write_preview(renderer, style, path)
             print(json.dumps(evaluate(renderer, style, path, a.eval_samples)), flush=True)

@@ -119,3 +119,22 @@ def test_missing_optional_optimizer_is_one_clear_sentence():
             optimizer_class(name)
         except InvalidRequest as exc:
             assert package in str(exc) and "--optimizer adamw" in str(exc)
+
+
+def test_regularisation_pictures_are_cycled_and_never_get_the_trigger(tmp_path):
+    from loradeck.train.dataset import BucketSettings, TrainDataset
+
+    draw_pictures(tmp_path / "data" / "3_style", 2)
+    draw_pictures(tmp_path / "reg" / "1_plain", 5, seed=9)
+    spec = scan_dataset(tmp_path / "data", None, reg_data=tmp_path / "reg")
+    assert spec.num_train_images == 6 and spec.num_reg_images == 6
+    assert spec.dataset_dirs(reg=True) == {"1_plain": {"n_repeats": 1, "img_count": 5}}
+    ds = TrainDataset(spec, BucketSettings.for_resolution(32), 3, seed=1, trigger="stripy")
+    for epoch in range(3):
+        flat = [i for b in ds.epoch_batches(epoch) for i in b]
+        reg = [i for i in flat if spec.items[i].is_reg]
+        assert len(flat) == 12 and len(reg) == 6  # as many reg as training pictures each epoch
+    captions = [c for s in range(4) for c in ds.batch(s, encode=lambda px: px).captions]
+    reg_caps = {i.caption for i in spec.items if i.is_reg}
+    assert all(c.startswith("stripy, ") for c in captions if c not in reg_caps)
+    assert any(c in reg_caps for c in captions)  # reg captions stay as written

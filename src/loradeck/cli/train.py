@@ -60,6 +60,10 @@ def train(
     flip_aug: Annotated[
         bool | None, typer.Option("--flip-aug", help="Random horizontal flips.", rich_help_panel=_ADV)
     ] = None,
+    reg_data: Annotated[
+        Path | None,
+        typer.Option(help="Regularisation pictures (kohya reg_data_dir): no trigger.", rich_help_panel=_ADV),
+    ] = None,
     dataset_config: Annotated[
         Path | None, typer.Option(help="kohya dataset TOML (instead of --data).", rich_help_panel=_ADV)
     ] = None,
@@ -81,7 +85,7 @@ def train(
         min_snr_gamma=min_snr_gamma, noise_offset=noise_offset, conv_rank=conv_rank, conv_alpha=conv_alpha,
         sample_prompts=sample_prompt or None, sample_every=sample_every, save_every=save_every, resume=resume,
         seed=seed, shuffle_caption=shuffle_caption, keep_tokens=keep_tokens, flip_aug=flip_aug,
-        dataset_config=dataset_config, output_dir=output_dir, lora_dir=lora_dir, device=device,
+        dataset_config=dataset_config, reg_data=reg_data, output_dir=output_dir, lora_dir=lora_dir, device=device,
     )  # fmt: skip
     cfg = TrainConfig.from_toml(config, **flags) if config else TrainConfig().with_(**flags)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -24,6 +24,7 @@ CACHE_MODES = ("no", "memory", "disk")
 # kohya sd-scripts argument names → our field names
 KOHYA_ALIASES = {
     "train_data_dir": "data",
+    "reg_data_dir": "reg_data",
     "pretrained_model_name_or_path": "base",
     "output_name": "name",
     "network_dim": "rank",
@@ -51,6 +52,7 @@ class TrainConfig:
     # what
     data: Path | None = None  # folder of pictures + captions, or of kohya ``N_name`` sub-folders
     dataset_config: Path | None = None  # kohya ``--dataset_config`` TOML (instead of ``data``)
+    reg_data: Path | None = None  # kohya ``--reg_data_dir``: pictures of the class without the style, no trigger
     base: str = "demo"  # checkpoint file, diffusers folder, or "demo"
     name: str = "my_lora"
     trigger: str = ""  # words prepended to captions that lack them; the sidecar's activation text
@@ -191,7 +193,7 @@ class TrainConfig:
         return {k: getattr(self, k) for k in keys} | {"te_lr_on": self.te_learning_rate > 0}
 
 
-_PATHS = {"data", "dataset_config", "output_dir", "lora_dir"}
+_PATHS = {"data", "dataset_config", "reg_data", "output_dir", "lora_dir"}
 _INTS = {"rank", "conv_rank", "steps", "epochs", "batch_size", "seed", "keep_tokens", "save_every", "sample_every"}
 
 

@@ -57,6 +57,7 @@ class Subset:
     flip_aug: bool | None = None
     caption_prefix: str = ""
     caption_suffix: str = ""
+    is_reg: bool = False  # regularisation pictures: no trigger, cycled to the number of training pictures
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Item:
     caption: str
     subset: int
     repeats: int
+    is_reg: bool = False
 
 
 @dataclass
@@ -80,8 +82,13 @@ class DatasetSpec:
 
     @property
     def num_train_images(self) -> int:
-        """Images per epoch, repeats included (kohya's ``ss_num_train_images``)."""
-        return sum(i.repeats for i in self.items)
+        """Training images per epoch, repeats included (kohya's ``ss_num_train_images``)."""
+        return sum(i.repeats for i in self.items if not i.is_reg)
+
+    @property
+    def num_reg_images(self) -> int:
+        """Regularisation images per epoch: cycled to the training count (kohya), 0 without any."""
+        return self.num_train_images if any(i.is_reg for i in self.items) else 0
 
     def tag_frequency(self, trigger: str = "") -> dict[str, dict[str, int]]:
         """kohya ``ss_tag_frequency``: per folder name, comma tags lower-cased, counted once per picture.
@@ -92,18 +99,21 @@ class DatasetSpec:
 
         out: dict[str, Counter] = {}
         for item in self.items:
+            if item.is_reg:
+                continue
             folder = self.subsets[item.subset].image_dir.name
             caption = with_trigger(item.caption, trigger)
             tags = [t.strip().lower() for t in caption.split(",") if t.strip()]
             out.setdefault(folder, Counter()).update(tags)
         return {k: dict(v) for k, v in out.items()}
 
-    def dataset_dirs(self) -> dict[str, dict[str, int]]:
-        """kohya ``ss_dataset_dirs``: {folder: {"n_repeats": N, "img_count": M}}."""
+    def dataset_dirs(self, reg: bool = False) -> dict[str, dict[str, int]]:
+        """kohya ``ss_dataset_dirs`` (``reg``: ``ss_reg_dataset_dirs``): {folder: {"n_repeats": N, "img_count": M}}."""
         counts = Counter(i.subset for i in self.items)
         return {
             s.image_dir.name: {"n_repeats": s.num_repeats, "img_count": counts.get(k, 0)}
             for k, s in enumerate(self.subsets)
+            if s.is_reg == reg
         }
 
 
@@ -154,9 +164,6 @@ def subsets_from_toml(path: Path) -> tuple[list[Subset], dict[str, Any], list[Da
     for ds in datasets:
         for sub in ds.get("subsets", []):
             merged = {**general, **{k: v for k, v in ds.items() if k != "subsets"}, **sub}
-            if merged.get("is_reg"):
-                problems.append(DataProblem(path, "regularisation subsets (is_reg) are not supported yet"))
-                continue
             if "image_dir" not in merged:
                 problems.append(DataProblem(path, "a subset has no image_dir"))
                 continue
@@ -229,14 +236,18 @@ def scan_subset(index: int, subset: Subset) -> tuple[list[Item], list[DataProble
                 problems.append(DataProblem(cap_path, "the caption file is empty"))
                 continue
         caption = f"{subset.caption_prefix}{caption}{subset.caption_suffix}"
-        items.append(Item(image, caption, index, subset.num_repeats))
+        items.append(Item(image, caption, index, subset.num_repeats, subset.is_reg))
     if subset.num_repeats < 1:
         problems.append(DataProblem(subset.image_dir, f"repeat count {subset.num_repeats} must be at least 1"))
     return items, problems
 
 
-def scan_dataset(data: Path | None, dataset_config: Path | None, caption_extension: str = ".txt") -> DatasetSpec:
-    """Every subset and picture, or DatasetError listing every problem found (all of them, not just the first)."""
+def scan_dataset(
+    data: Path | None, dataset_config: Path | None, caption_extension: str = ".txt", reg_data: Path | None = None
+) -> DatasetSpec:
+    """Every subset and picture, or DatasetError listing every problem found (all of them, not just the first).
+
+    ``reg_data``: kohya ``--reg_data_dir``, the same folder layout, as regularisation subsets."""
     options: dict[str, Any] = {}
     if dataset_config is not None:
         subsets, options, problems = subsets_from_toml(dataset_config)
@@ -244,12 +255,17 @@ def scan_dataset(data: Path | None, dataset_config: Path | None, caption_extensi
     else:
         assert data is not None
         subsets, warnings, problems = subsets_from_folder(data, caption_extension)
+    if reg_data is not None:
+        reg, reg_warnings, reg_problems = subsets_from_folder(reg_data, caption_extension)
+        for sub in reg:
+            sub.is_reg = True
+        subsets, warnings, problems = subsets + reg, warnings + reg_warnings, problems + reg_problems
     spec = DatasetSpec(subsets, options=options, warnings=warnings)
     for k, subset in enumerate(subsets):
         items, found = scan_subset(k, subset)
         spec.items += items
         problems += found
-    if not problems and not spec.items:
+    if not problems and not any(not i.is_reg for i in spec.items):
         problems.append(DataProblem(dataset_config or data, "no training pictures were found"))
     if problems:
         raise DatasetError(problems)

@@ -108,9 +108,14 @@ class TrainDataset:
         """Global batches of item indices (repeats expanded) for one epoch; batches never mix buckets."""
         if epoch not in self._orders:
             rng = random.Random(f"order:{self.seed}:{epoch}")
+            train = [i for i, item in enumerate(self.spec.items) if not item.is_reg for _ in range(item.repeats)]
+            reg = [i for i, item in enumerate(self.spec.items) if item.is_reg for _ in range(item.repeats)]
+            if reg:  # kohya: regularisation pictures cycled to as many as the training pictures (epoch-wise offset)
+                start = (epoch * len(train)) % len(reg)
+                reg = [reg[(start + k) % len(reg)] for k in range(len(train))]
             by_bucket: dict[tuple[int, int], list[int]] = {}
-            for idx, item in enumerate(self.spec.items):
-                by_bucket.setdefault(self.item_buckets[idx], []).extend([idx] * item.repeats)
+            for idx in train + reg:
+                by_bucket.setdefault(self.item_buckets[idx], []).append(idx)
             batches: list[list[int]] = []
             for bucket in sorted(by_bucket):
                 pool = by_bucket[bucket]
@@ -182,7 +187,7 @@ class TrainDataset:
                     rng,
                     shuffle=self._shuffle[item.subset],
                     keep_tokens=self._keep[item.subset],
-                    trigger=self.trigger,
+                    trigger="" if item.is_reg else self.trigger,
                 )
             )
         return Batch(torch.stack(latents), captions)

@@ -147,7 +147,9 @@ class _Run:
         from diffusers import DDPMScheduler
 
         cfg = self.cfg
-        spec = scan_dataset(cfg.data, cfg.dataset_config, cfg.caption_extension)  # bad files: before any loading
+        spec = scan_dataset(
+            cfg.data, cfg.dataset_config, cfg.caption_extension, cfg.reg_data
+        )  # bad files: before any loading
         self._paths()
         device_arg = cfg.device if cfg.device != "auto" else None
         # accelerate keeps one process-wide state; a server trains many times in one process with other settings.
@@ -246,6 +248,7 @@ class _Run:
             base_path=Path(base.path),
             resolution=ds.settings.resolution,
             num_train_images=spec.num_train_images,
+            num_reg_images=spec.num_reg_images,
             num_batches_per_epoch=ds.batches_per_epoch,
             num_epochs=math.ceil(total / ds.steps_per_epoch),
             max_train_steps=total,
@@ -253,6 +256,7 @@ class _Run:
             optimizer=choice.description,
             tag_frequency=spec.tag_frequency(cfg.trigger),
             dataset_dirs=spec.dataset_dirs(),
+            reg_dataset_dirs=spec.dataset_dirs(reg=True),
             bucket_info=ds.bucket_info(),
             session_id=session,
             started_at=started,

@@ -33,6 +33,7 @@ class RunFacts:
     base_path: Path | None
     resolution: int
     num_train_images: int
+    num_reg_images: int
     num_batches_per_epoch: int
     num_epochs: int
     max_train_steps: int
@@ -40,6 +41,7 @@ class RunFacts:
     optimizer: str
     tag_frequency: dict[str, dict[str, int]]
     dataset_dirs: dict[str, dict[str, int]]
+    reg_dataset_dirs: dict[str, dict[str, int]]
     bucket_info: dict[str, Any]
     session_id: int
     started_at: float
@@ -77,7 +79,7 @@ def training_metadata(cfg, facts: RunFacts, *, steps_done: int, epoch: int) -> d
         "ss_unet_lr": cfg.unet_learning_rate,
         "ss_num_train_images": facts.num_train_images,
         "ss_num_validation_images": 0,
-        "ss_num_reg_images": 0,
+        "ss_num_reg_images": facts.num_reg_images,
         "ss_num_batches_per_epoch": facts.num_batches_per_epoch,
         "ss_num_epochs": facts.num_epochs,
         "ss_epoch": epoch,
@@ -122,6 +124,7 @@ def training_metadata(cfg, facts: RunFacts, *, steps_done: int, epoch: int) -> d
         "ss_prior_loss_weight": 1.0,
         "ss_loss_type": "l2",
         "ss_dataset_dirs": json.dumps(facts.dataset_dirs),
+        "ss_reg_dataset_dirs": json.dumps(facts.reg_dataset_dirs),
         "ss_tag_frequency": json.dumps(facts.tag_frequency),
         "ss_bucket_info": json.dumps(facts.bucket_info),
         "ss_network_train_unet_only": cfg.unet_only,
