@@ -298,11 +298,19 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int, save_every: i
             print(f"saved {out} at step {done} ({(time.time() - t0) / 60:.1f} min)", flush=True)
 
 
+def shipped_scheduler():
+    """The scheduler config that ships: clip_sample keeps x̂₀ in [-1, 1]; loradeck applies it to every sampler
+    (engine/x0clamp.py), plain diffusers to DDIM."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**scheduler_config(), clip_sample=True, set_alpha_to_one=False)
+
+
 def export(out: Path, unet, text_encoder, tokenizer, ema, params) -> None:
     """Write the EMA weights as a diffusers StableDiffusionPipeline folder."""
     import copy
 
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
 
     unet_e, te_e = copy.deepcopy(unet), copy.deepcopy(text_encoder)
     ema_params = list(unet_e.parameters()) + list(te_e.parameters())
@@ -315,8 +323,7 @@ def export(out: Path, unet, text_encoder, tokenizer, ema, params) -> None:
         text_encoder=te_e,
         tokenizer=tokenizer,
         unet=unet_e,
-        # clip_sample: x̂₀ stays in [-1, 1]; loradeck applies it to every sampler (engine/x0clamp.py).
-        scheduler=DDIMScheduler(**scheduler_config(), clip_sample=True, set_alpha_to_one=False),
+        scheduler=shipped_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -339,7 +346,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--scheduler-only", action="store_true", help="rewrite the shipped scheduler config and stop")
     a = ap.parse_args()
+    if a.scheduler_only:
+        shipped_scheduler().save_config(a.out / "scheduler")
+        return
     train(a.out, a.steps, a.batch, a.lr, a.seed, a.save_every, a.resume)
 
 
