@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import time
 from dataclasses import dataclass, field
@@ -192,6 +193,7 @@ def save_lora(
     """Write the LoRA (atomically) and, when a trigger or family is known, its ``name.json`` sidecar."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, serialize(tensors, metadata))
+    _readable(path)
     if trigger or family is not None:
         meta = UserMetadata(
             description=f"Trained with loradeck: {metadata.get('ss_steps', '?')} steps, rank "
@@ -200,9 +202,17 @@ def save_lora(
             activation_text=trigger,
             preferred_weight=1.0,
         )
-        write_user_metadata(path, meta)
+        _readable(write_user_metadata(path, meta))
     return path
 
 
+def _readable(path: Path) -> None:
+    """atomic_write_bytes leaves mkstemp's 0600; a LoRA folder is often shared (A1111 under another user).
+    (Reading the umask would mean setting it, which is process-wide and racy in a server.)"""
+    os.chmod(path, 0o644)
+
+
 def save_preview(lora_path: Path, png: bytes) -> Path:
-    return write_preview(lora_path, png, "png")
+    path = write_preview(lora_path, png, "png")
+    _readable(path)
+    return path
