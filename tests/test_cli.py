@@ -88,7 +88,7 @@ def test_bad_size_is_one_clear_sentence(home):
 
 
 def test_lora_inspect_json(home, tmp_path):
-    path = write_demo_lora(tmp_path / "x.safetensors", rank=4)
+    path = write_demo_lora(tmp_path / "x.safetensors", rank=4, alpha=2.0)
     info = json.loads(runner.invoke(app, ["lora", "inspect", str(path), "--json"]).stdout)
     assert info["family"] == "demo" and info["rank"] == 4 and info["alpha"] == 2.0
     assert info["modules_matched"] == info["modules_in_file"] > 0 and info["unmatched_keys"] == []

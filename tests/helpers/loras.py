@@ -55,21 +55,41 @@ def write_lora_for(base, path: Path, *, metadata: dict[str, str] | None = None, 
     return path
 
 
-_DEMO = {}
+_DEMO_FILES = {"unet": "unet/diffusion_pytorch_model.safetensors", "te1": "text_encoder/model.safetensors"}
 
 
-def demo_base():
-    """The embedded demo model, loaded once per test session (read-only use!)."""
-    if "base" not in _DEMO:
-        from loradeck.engine.checkpoints import load_base_model
-        from loradeck.studio import demo_model_dir
+def write_demo_lora(
+    path: Path,
+    seed: int = 0,
+    *,
+    rank: int = 4,
+    scale: float = 0.15,
+    alpha: float | None = None,
+    alias: str | None = None,
+) -> Path:
+    """A kohya LoRA over every module of the demo model: names from ``keymap_for_family(DEMO)``, shapes read from the
+    demo model's weight files (no model is built), random factors from ``seed``; alpha defaults to the rank."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import save_file as save_np
 
-        base = load_base_model(demo_model_dir())
-        base.family = Family.DEMO
-        _DEMO["base"] = base
-    return _DEMO["base"]
+    from loradeck.lora import keymap_for_family
+    from loradeck.studio import demo_model_dir
 
-
-def write_demo_lora(path: Path, **kw) -> Path:
-    """A random kohya LoRA for the demo model."""
-    return write_lora_for(demo_base(), path, **kw)
+    rng = np.random.default_rng(seed)
+    alpha = float(rank if alpha is None else alpha)
+    handles = {c: safe_open(demo_model_dir() / f, "np") for c, f in _DEMO_FILES.items()}
+    tensors: dict = {}
+    for name, ref in keymap_for_family(Family.DEMO).modules.items():
+        shape = handles[ref.component].get_slice(ref.path + ".weight").get_shape()
+        out_f, in_f, tail = shape[0], shape[1], list(shape[2:])
+        tensors[f"{name}.lora_down.weight"] = (rng.standard_normal([rank, in_f, *tail]) * scale).astype(np.float32)
+        up = rng.standard_normal([out_f, rank] + [1] * len(tail)) * scale
+        tensors[f"{name}.lora_up.weight"] = up.astype(np.float32)
+        tensors[f"{name}.alpha"] = np.array(alpha, np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"ss_network_dim": str(rank), "ss_network_alpha": f"{alpha:g}"}
+    if alias:
+        metadata["ss_output_name"] = alias
+    save_np(tensors, str(path), metadata=metadata)
+    return path

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from loradeck.server import create_app
 from loradeck.settings import Limits
+from loradeck.studio import demo_lora_dir
 from tests.civitai.fake_server import FakeCivitai, lora_bytes
 
 
@@ -129,7 +130,8 @@ def test_civitai_search_and_download_job(tmp_path):
             assert job["progress"]["step"] == len(content) and job["progress"]["unit"] == "bytes"
             assert job["detail"]["verified"] is True
             loras = client.get("/loradeck/v1/loras").json()
-            assert [e["trigger_words"] for e in loras] == [["pixel art", "8bit"]]
+            downloaded = [e for e in loras if not e["path"].startswith(str(demo_lora_dir()))]  # not the bundled ones
+            assert [e["trigger_words"] for e in downloaded] == [["pixel art", "8bit"]]
             missing = client.post("/loradeck/v1/civitai/download", json={"ref": "999999"})
             deadline = time.monotonic() + 60
             while (job := client.get(missing.json()["status_url"]).json())["state"] in ("queued", "running"):

@@ -17,7 +17,8 @@ from safetensors.numpy import save_file
 from loradeck.prompt.infotext import parse_infotext
 from loradeck.prompt.pnginfo import read_infotext
 from loradeck.prompt.tags import parse_prompt
-from tests.ui.helpers import listening_ports, running_server, write_demo_lora, write_sidecars
+from tests.helpers.servers import running_server
+from tests.ui.helpers import listening_ports, write_demo_lora, write_sidecars
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -66,7 +67,8 @@ def site(tmp_path_factory):
         studio = Studio(home=home, civitai_url=civitai.base_url, civitai_token=civitai.token)
         before = listening_ports()
         app = mount_ui(create_app(studio, preload=True), studio)
-        with running_server(app) as (url, port):
+        with running_server(app) as url:
+            port = int(url.rsplit(":", 1)[1])
             yield {"url": url, "port": port, "studio": studio, "before": before, "lora_dir": lora_dir}
 
 
