@@ -138,3 +138,22 @@ def test_regularisation_pictures_are_cycled_and_never_get_the_trigger(tmp_path):
     reg_caps = {i.caption for i in spec.items if i.is_reg}
     assert all(c.startswith("stripy, ") for c in captions if c not in reg_caps)
     assert any(c in reg_caps for c in captions)  # reg captions stay as written
+
+
+def test_noise_draw_and_min_snr_weights_follow_the_formulas():
+    import torch
+    from diffusers import DDPMScheduler
+
+    from loradeck.train.noise import min_snr_weights, noised
+
+    sched = DDPMScheduler(num_train_timesteps=1000)
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    a = noised(x, sched, seed=7, step=3, noise_offset=0.1)
+    b = noised(x, sched, seed=7, step=3, noise_offset=0.1)
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))  # a pure function of (seed, step)
+    noisy, target, t = a
+    ac = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    assert torch.allclose(noisy, ac.sqrt() * x + (1 - ac).sqrt() * target, atol=1e-5)  # target is the noise used
+    snr = torch.tensor([0.5, 5.0, 50.0])
+    assert torch.allclose(min_snr_weights(snr, 5.0), torch.tensor([1.0, 1.0, 0.1]))
+    assert torch.allclose(min_snr_weights(snr, 5.0, "v_prediction"), torch.tensor([0.5 / 1.5, 5 / 6, 5 / 51]))

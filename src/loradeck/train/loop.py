@@ -23,6 +23,7 @@ from loradeck.train.config import TrainConfig
 from loradeck.train.data_scan import DatasetSpec, scan_dataset
 from loradeck.train.dataset import BucketSettings, TrainDataset
 from loradeck.train.network import LoraNetwork
+from loradeck.train.noise import min_snr_weights, noised
 from loradeck.train.optim import make_optimizer, make_scheduler
 from loradeck.train.output import SAVE_DTYPES, RunFacts, save_lora, save_preview, training_metadata
 from loradeck.train.plots import loss_curve_png
@@ -278,13 +279,7 @@ class _Run:
                 return self._result(step, cancelled=True, t0=t0)
             batch = ds.batch(step, encode)
             latents = batch.latents
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            noise = torch.randn(latents.shape, generator=gen)
-            if cfg.noise_offset:
-                noise = noise + cfg.noise_offset * torch.randn((*latents.shape[:2], 1, 1), generator=gen)
-            t = torch.randint(0, noise_sched.config.num_train_timesteps, (latents.shape[0],), generator=gen)
-            noisy = noise_sched.add_noise(latents, noise, t)
-            target = noise if prediction != "v_prediction" else noise_sched.get_velocity(latents, noise, t)
+            noisy, target, t = noised(latents, noise_sched, cfg.seed, step, cfg.noise_offset, prediction)
             noisy, target, t_dev = noisy.to(device), target.to(device), t.to(device)
             with acc.autocast():
                 with torch.set_grad_enabled(train_te):
@@ -295,9 +290,7 @@ class _Run:
                 pred = unet(noisy.to(weight_dtype), t_dev, cond.hidden.to(weight_dtype), **kwargs).sample
             per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
             if cfg.min_snr_gamma:
-                s = snr[t].to(device)
-                w = torch.clamp(s, max=cfg.min_snr_gamma) / (s + 1 if prediction == "v_prediction" else s)
-                per_sample = per_sample * w
+                per_sample = per_sample * min_snr_weights(snr[t], cfg.min_snr_gamma, prediction).to(device)
             loss = per_sample.mean()
             if not torch.isfinite(loss):
                 self._diverged(step, "the loss")
