@@ -151,3 +151,17 @@ def test_descriptions(tmp_path):
     assert read_sidecars(model).description == "from txt"
     write_user_metadata(model, UserMetadata(description="from json"))
     assert read_sidecars(model).description == "from json"  # the .json description wins
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    from loradeck.formats.sidecars import atomic_write_bytes
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_bytes(tmp_path / "x.json", b"{}")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and path.read_bytes() == b"{}"
