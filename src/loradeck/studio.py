@@ -85,6 +85,25 @@ class Studio:
             self.library.scan(on_progress=on_progress)
             return self.library.loras()
 
+    def train(self, config, on_progress=None, cancel=None):
+        """Train a LoRA (``loradeck.train.TrainConfig``) into the LoRA folder; the library sees it at once.
+
+        A ``base`` that is neither "demo" nor an existing path is looked up in the library, like ``--checkpoint``.
+        """
+        from loradeck.train import train_lora
+
+        base = config.base
+        if base not in ("", DEMO) and not Path(base).expanduser().exists():
+            base = str(self.library.resolve_checkpoint(base).path)
+        config = config.with_(
+            base=base,
+            lora_dir=config.lora_dir or self.settings.lora_path,
+            output_dir=config.output_dir or self.settings.home / "training" / config.name,
+        )
+        result = train_lora(config, on_progress=on_progress, cancel=cancel)
+        self.library.refresh()
+        return result
+
     # ------------------------------------------------------------------------------------------------ models
     @property
     def model(self) -> LoadedModel:
