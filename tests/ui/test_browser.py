@@ -17,6 +17,7 @@ from safetensors.numpy import save_file
 from loradeck.prompt.infotext import parse_infotext
 from loradeck.prompt.pnginfo import read_infotext
 from loradeck.prompt.tags import parse_prompt
+from loradeck.studio import demo_lora_dir
 from tests.helpers.servers import running_server
 from tests.ui.helpers import listening_ports, write_demo_lora, write_sidecars
 
@@ -122,7 +123,8 @@ def test_generate_with_a_card_in_the_browser(site, browser, tmp_path):
 
     # the cards: a preview, a placeholder, a family badge, a warning badge on the SDXL one (shown, not hidden)
     grid = page.locator("#ld-lora-cards")
-    assert grid.locator(".ld-card").count() == 3
+    bundled = len([e for e in studio.library.loras() if e.path.is_relative_to(demo_lora_dir())])
+    assert bundled == 3 and grid.locator(".ld-card").count() == 3 + bundled  # the test's three + the demo LoRAs
     card = grid.locator('.ld-card[data-key="styles/pixstripes"]')
     assert card.locator("img").count() == 1
     assert card.locator(".ld-family").inner_text() == "Demo"
@@ -155,7 +157,9 @@ def test_generate_with_a_card_in_the_browser(site, browser, tmp_path):
     (tag,) = parse_prompt(prompt_of(page)).loras
     assert tag.name == "pixstripes" and tag.weight != 0.7
     assert tag.weight == pytest.approx(float(slider.locator("input[type=number]").input_value()))
-    assert f"Sum of weights: {tag.weight:g}" in page.locator("#ld-weight-sum").inner_text()
+    page.wait_for_function(  # the sum follows the slider (the page updates it a moment later)
+        "t => document.querySelector('#ld-weight-sum').innerText.includes(t)", arg=f"Sum of weights: {tag.weight:g}"
+    )
 
     # generate: the picture comes back with an infotext naming the LoRA by hash
     page.fill("#ld-seed input", "7")
