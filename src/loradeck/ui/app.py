@@ -24,6 +24,7 @@ from loradeck.ui.generation import Runs
 from loradeck.ui.lora_cards import PREVIEW_ROUTE, cards_html, folder_choices
 from loradeck.ui.pnginfo_tab import build_pnginfo_tab
 from loradeck.ui.style import CSS, SHORTCUTS_JS, theme
+from loradeck.ui.train_tab import build_train_tab
 
 log = logging.getLogger("loradeck.ui")
 
@@ -42,16 +43,20 @@ def build_ui(studio: Any, *, catalog: LoraCatalog | None = None) -> gr.Blocks:
                 gen = build_generate_tab(studio, catalog, runs)
             with gr.Tab("PNG info", id="pnginfo", elem_id="ld-tab-pnginfo"):
                 png_send, png_text, png_status, _ = build_pnginfo_tab()
+            cards = gen.cards
+
+            def refresh_cards(query: str, folder: str, order: str, fam: str | None):
+                """After a download or a training run: the new LoRA's card appears at once."""
+                catalog.refresh()
+                choices = folder_choices(catalog)
+                folder = folder if folder in choices else choices[0]
+                return gr.update(choices=choices, value=folder), cards_html(catalog, query, folder, order, fam)
+
+            then_refresh = (refresh_cards, [*cards.filters, gen.family], [cards.folder, cards.grid])
             with gr.Tab("Civitai", id="civitai", elem_id="ld-tab-civitai"):
-                cards = gen.cards
-
-                def after_download(query: str, folder: str, order: str, fam: str | None):
-                    catalog.refresh()
-                    choices = folder_choices(catalog)
-                    folder = folder if folder in choices else choices[0]
-                    return gr.update(choices=choices, value=folder), cards_html(catalog, query, folder, order, fam)
-
-                build_civitai_tab(studio, (after_download, [*cards.filters, gen.family], [cards.folder, cards.grid]))
+                build_civitai_tab(studio, then_refresh)
+            with gr.Tab("Train", id="train", elem_id="ld-tab-train"):
+                build_train_tab(studio, then_refresh)
 
         def send_png(text: str):
             try:
