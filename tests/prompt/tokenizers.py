@@ -11,21 +11,16 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
+from loradeck.demo.build import bytes_to_unicode
+
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 WORDS = ("cat", "dog", "house", "hill", "sky", "sun", "tree")
 
 
 def _byte_chars() -> list[str]:
-    """CLIP's printable stand-ins for the 256 bytes (the same table as GPT-2)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for _, c in sorted(zip(bs, cs, strict=True))]
+    """CLIP's printable stand-ins for the 256 bytes (the same table as GPT-2), in byte order."""
+    table = bytes_to_unicode()
+    return [table[b] for b in sorted(table)]
 
 
 def write_clip_tokenizer(folder: Path, *, pad_token: str = EOS) -> Path:

@@ -36,7 +36,7 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 
 # ---------------------------------------------------------------------------------------------------------- tokenizer
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """CLIP's reversible byte → printable character table."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -77,7 +77,7 @@ def _learn_merges(words: list[str]) -> list[tuple[str, str]]:
 def build_tokenizer(out: Path) -> None:
     """Write a CLIP tokenizer (vocab.json, merges.txt) whose vocabulary is our few words plus every byte."""
     out.mkdir(parents=True, exist_ok=True)
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab_list = chars + [c + "</w>" for c in chars]
     merges = _learn_merges(sorted(set(WORDS)))
     vocab_list += ["".join(m) for m in merges]
