@@ -1,9 +1,9 @@
 """loradeck: use and make LoRA models for Stable Diffusion.
 
-    from loradeck import Studio, GenerationRequest
-    studio = Studio()
-    result = studio.generate(GenerationRequest("a red circle on a blue background", seed=1))
-    print(result.images[0].path)
+from loradeck import Studio, GenerationRequest
+studio = Studio()
+result = studio.generate(GenerationRequest("a red circle on a blue background", seed=1))
+print(result.images[0].path)
 """
 
 from __future__ import annotations

@@ -96,14 +96,26 @@ def test_interrupt_stops_between_steps(runner, cond):
             job.interrupted.set()
 
     with pytest.raises(Cancelled):
-        runner.run(cond, [1], steps=10, cfg_scale=5, sampler="Euler", schedule="Automatic", width=32, height=32,
-                   job=job, progress=progress)
+        runner.run(
+            cond,
+            [1],
+            steps=10,
+            cfg_scale=5,
+            sampler="Euler",
+            schedule="Automatic",
+            width=32,
+            height=32,
+            job=job,
+            progress=progress,
+        )
     assert seen == [1, 2]
 
 
 def test_skip_drops_the_batch(runner, cond):
     job = Job()
     job.skipped.set()
-    assert runner.run(cond, [1], steps=4, cfg_scale=5, sampler="Euler", schedule="Automatic", width=32, height=32,
-                      job=job) is None
+    assert (
+        runner.run(cond, [1], steps=4, cfg_scale=5, sampler="Euler", schedule="Automatic", width=32, height=32, job=job)
+        is None
+    )
     assert not job.skipped.is_set()

@@ -289,8 +289,13 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int, save_every: i
             )
         if done % save_every == 0 or done == steps:
             torch.save(
-                {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "opt": opt.state_dict(),
-                 "ema": ema, "step": done},
+                {
+                    "unet": unet.state_dict(),
+                    "text_encoder": text_encoder.state_dict(),
+                    "opt": opt.state_dict(),
+                    "ema": ema,
+                    "step": done,
+                },
                 state_file.with_suffix(".tmp"),
             )
             state_file.with_suffix(".tmp").replace(state_file)
