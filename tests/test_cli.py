@@ -92,3 +92,12 @@ def test_lora_inspect_json(home, tmp_path):
     info = json.loads(runner.invoke(app, ["lora", "inspect", str(path), "--json"]).stdout)
     assert info["family"] == "demo" and info["rank"] == 4 and info["alpha"] == 2.0
     assert info["modules_matched"] == info["modules_in_file"] > 0 and info["unmatched_keys"] == []
+
+
+def test_missing_trigger_word_warns_and_add_trigger_words_appends_it(home):
+    warned = runner.invoke(app, ["generate", PROMPT + " <lora:stripy:1>", "--steps", "3"])
+    assert "none of its trigger words is in the prompt: stripy" in " ".join(warned.output.split())
+    added = runner.invoke(app, ["generate", PROMPT + " <lora:stripy:1>", "--steps", "3", "--add-trigger-words"])
+    assert "trigger words" not in added.output
+    text = Image.open(added.stdout.strip().splitlines()[-1]).text["parameters"]
+    assert text.splitlines()[0].endswith("stripy")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from loradeck import __version__
-from loradeck.errors import InvalidRequest, LoradeckError, ModelLoadError
+from loradeck.errors import Cancelled, InvalidRequest, LoradeckError, ModelLoadError
 from loradeck.families import Family
 from loradeck.requests import GeneratedImage, GenerationRequest, GenerationResult
 from loradeck.settings import Settings, load_settings
@@ -232,11 +232,9 @@ class Studio:
                             progress=progress,
                             on_latents=self._keep_latents,
                         )
-                    except LoradeckError as exc:
-                        if type(exc).__name__ == "Cancelled":
-                            interrupted = True
-                            break
-                        raise
+                    except Cancelled:
+                        interrupted = True
+                        break
                     if pictures is None:  # skipped
                         continue
                     for seed, picture in zip(batch_seeds, pictures, strict=True):

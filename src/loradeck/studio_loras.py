@@ -55,11 +55,9 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
         if short:
             name = tag.name.replace(":", "").replace(",", "")
             hashes.append(f"{name}: {short[:12]}")
-    missing = missing_trigger_words(clean, active)
     if request.add_trigger_words:
         clean = add_trigger_words(clean, active)
         recorded = add_trigger_words(recorded, active)
     else:
-        for entry, words in missing:
-            warnings.append(trigger_warning(entry, words))
+        warnings += [trigger_warning(entry, words) for entry, words in missing_trigger_words(clean, active)]
     return LoraPlan(clean, recorded, stack, ", ".join(hashes), warnings)
