@@ -107,6 +107,7 @@ def timed(fn, repeat=1):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="skip the U-Net step timing")
+    ap.add_argument("--step-repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
     unet, te = build_models()
@@ -128,7 +129,8 @@ def main() -> None:
     rss0 = rss_mb()
     patcher.apply([StackEntry(lo, 0.5, w) for lo, w in zip(ls, (0.8, 0.5, 0.3), strict=True)])
     peak, steady, undo = rss_mb("VmHWM") - rss0, rss_mb() - rss0, patcher.undo_bytes() / 2**20
-    patcher.restore()
+    copied = sum(s.original.numel() * 4 for s in patcher._slots.values() if s.original is not None) / 2**20
+    patcher.restore()  # frees the copies: the next apply starts cold
 
     loras: dict[int, object] = {}
 
@@ -144,16 +146,17 @@ def main() -> None:
         ls = [load_lora(f) for f in files]
         patcher.apply([StackEntry(lo, 0.5, w) for lo, w in zip(ls, (0.8, 0.5, 0.3), strict=True)])
 
-    t_apply = timed(ours_apply)
+    t_apply_cold = timed(ours_apply)  # copies allocated and filled on the way
     t_switch = timed(ours_switch)
-    patcher.restore()
+    patcher.apply([])  # back to the base model, copies kept (what the studio does between generations)
+    t_apply = timed(ours_apply)
+    patcher.apply([])
     t_stack3 = timed(ours_stack3)
-    patcher.restore()
+    patcher.apply([])
 
-    # apply without the file read, and the floor: the same GEMM + in-place add over the same weights
+    # merge only (file already loaded) vs the floor: the same GEMM + in-place add over the same weights
     lora0 = load_lora(files[0])
-    t_apply_only = timed(lambda: (patcher.apply([StackEntry(lora0, 1.0, 1.0)]), patcher.restore()))
-    t_restore = timed(lambda: patcher.apply([StackEntry(lora0, 1.0, 1.0)])) and timed(patcher.restore)
+    t_restore = timed(lambda: patcher.apply([StackEntry(lora0, 1.0, 1.0)])) and timed(lambda: patcher.apply([]))
     factors = []
     for spec in lora0.modules.values():
         ref = keymap.resolve(spec.name)
@@ -177,16 +180,30 @@ def main() -> None:
     t_apply_merge = timed(lambda: patcher.apply([StackEntry(lora0, 1.0, 1.0)]))
     patcher.restore()
 
-    # one U-Net step with 3 LoRAs merged vs plain
-    patcher.apply([StackEntry(lo, 0.5, w) for lo, w in zip(ls, (0.8, 0.5, 0.3), strict=True)])
+    # the corrections-only scheme (copy_share=0: what GPUs use, and the CPU beyond the share)
+    lean = LoraPatcher(comps, keymap, copy_share=0.0)
+    lora1 = load_lora(files[1])
+    lean_apply = timed(lambda: lean.apply([StackEntry(lora0, 1.0, 1.0)]))
+    lean_switch = timed(lambda: lean.apply([StackEntry(lora1, 1.0, 1.0)]))
+    lean_restore = timed(lambda: lean.apply([]))
+    lean.apply([StackEntry(lo, 0.5, w) for lo, w in zip(ls, (0.8, 0.5, 0.3), strict=True)])
+    lean_undo = lean.undo_bytes() / 2**20
+    lean.restore()
+
+    # one U-Net step with 3 LoRAs merged vs plain, interleaved so that drift hits both alike
     t_step_lora = t_step_plain = 1.0
     if not args.quick:
         x, t, ctx = torch.randn(1, 4, 64, 64), torch.tensor(500), torch.randn(1, 77, 768)
+        stack = [StackEntry(lo, 0.5, w) for lo, w in zip(ls, (0.8, 0.5, 0.3), strict=True)]
+        lora_times, plain_times = [], []
         with torch.no_grad():
             unet(x, t, ctx)
-            t_step_lora = timed(lambda: unet(x, t, ctx), repeat=2)
-            patcher.restore()
-            t_step_plain = timed(lambda: unet(x, t, ctx), repeat=2)
+            for _ in range(args.step_repeats):
+                patcher.apply(stack)
+                lora_times.append(timed(lambda: unet(x, t, ctx)))
+                patcher.apply([])
+                plain_times.append(timed(lambda: unet(x, t, ctx)))
+        t_step_lora, t_step_plain = min(lora_times), min(plain_times)
     patcher.restore()
 
     # ---- diffusers baselines on the same models
@@ -227,6 +244,12 @@ def main() -> None:
     pipe.unload_lora_weights()
 
     emit("apply_s", t_apply, d_t_apply, "diffusers load_lora_weights+fuse_lora")
+    emit(
+        "apply_cold_s",
+        t_apply_cold,
+        d_t_apply,
+        "diffusers load_lora_weights+fuse_lora (ours: first LoRA, copies allocated)",
+    )
     emit("switch_s", t_switch, d_t_switch, "diffusers unfuse_lora+unload_lora_weights+load_lora_weights+fuse_lora")
     emit("stack3_s", t_stack3, d_t_stack3, "diffusers 3×load_lora_weights+set_adapters+fuse_lora")
     emit("apply_vs_floor", t_apply_merge, t_floor, "torch loop: W += (s·U)@D over the same 264 weights")
@@ -237,11 +260,16 @@ def main() -> None:
             dict(
                 bench=BENCH,
                 note="details",
-                apply_plus_restore_s=round(t_apply_only, 4),
                 restore_s=round(t_restore, 4),
                 undo_mib=round(undo, 1),
+                copied_mib=round(copied, 1),
                 steady_rss_overhead_mib=round(steady, 1),
-                fallback_modules=len(patcher.fallback_modules()),
+                corrections_only=dict(
+                    apply_s=round(lean_apply, 4),
+                    switch_s=round(lean_switch, 4),
+                    restore_s=round(lean_restore, 4),
+                    undo_mib_stack3=round(lean_undo, 1),
+                ),
             )
         ),
         flush=True,

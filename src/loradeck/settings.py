@@ -37,6 +37,7 @@ class Settings:
     tokenizer_dir: Path | None = None
     attention_slicing: bool = False
     cpu_offload: bool = False
+    lora_copy_share: float | None = None  # share of LoRA-touched weights kept as exact copies; None: 0.9 CPU, 0 GPU
     civitai_url: str = "https://civitai.com"
     civitai_token: str | None = None
     limits: Limits = field(default_factory=Limits)

@@ -152,7 +152,11 @@ class Studio:
             )
             runner = Runner(components, device, dtype)
             encoders = {"te1": base.text_encoder} | ({"te2": base.text_encoder_2} if base.text_encoder_2 else {})
-            patcher = LoraPatcher({"unet": base.unet, **encoders}, keymap_from_models(family, base.unet, encoders))
+            patcher = LoraPatcher(
+                {"unet": base.unet, **encoders},
+                keymap_from_models(family, base.unet, encoders),
+                copy_share=self.settings.lora_copy_share,
+            )
             self._model = LoadedModel(
                 name=DEMO if title == DEMO else path.stem,
                 title=title,

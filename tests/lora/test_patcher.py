@@ -46,20 +46,54 @@ def test_stack_equals_formula(sd1_small, tmp_path):
         torch.testing.assert_close(now[k], base[k], rtol=1e-5, atol=1e-6)
 
 
+def _size(comps) -> int:
+    params = [p for m in comps.values() for p in (m.parameters() if isinstance(m, torch.nn.Module) else [m])]
+    return sum(p.numel() * p.element_size() for p in params)
+
+
+@pytest.mark.parametrize("budget", ["corrections only", "half copies", "copies"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_100_random_switches_restore_bit_exact(tmp_path, dtype):
+def test_100_random_switches_restore_bit_exact(tmp_path, dtype, budget, monkeypatch):
+    import loradeck.lora.blocks as blocks
+
+    monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", 4096)  # many row blocks per weight, as on real models
     comps, km = build_small_sd1()
     for m in comps.values():
         m.to(dtype)
     base = snapshot(comps)
     loras = [_lora(tmp_path, comps, km, f"l{i}", seed=i, alpha=float(i + 1), conv=i % 2 == 0) for i in range(4)]
-    patcher, rng = LoraPatcher(comps, km), random.Random(0)
+    share = {"corrections only": 0.0, "half copies": 0.5, "copies": None}[budget]
+    patcher, rng = LoraPatcher(comps, km, copy_share=share), random.Random(0)
     for _ in range(100):
         picks = rng.sample(loras, rng.randint(0, 3))
         patcher.apply([StackEntry(lo, rng.choice([0.0, 0.3, 1.0, -0.7]), rng.uniform(-1.5, 1.5)) for lo in picks])
-    assert patcher.undo_bytes() < sum(v.numel() * v.element_size() for v in base.values())
+        if budget == "corrections only":
+            assert not patcher.copied_modules()
+            touched = sum(_size({"p": patcher._param(k)}) for k in patcher._slots)
+            per_element = 1 / (4 if dtype == torch.float32 else 2)  # one int8 per weight, plus a few wide ones
+            assert patcher.undo_bytes() <= touched * per_element * 1.2
+        elif budget == "half copies":
+            copied = sum(_size({"p": s.original}) for s in patcher._slots.values() if s.original is not None)
+            assert copied <= 0.5 * sum(patcher._touched.values())
+    patcher.apply([])
+    assert _identical(snapshot(comps), base)
     patcher.restore()
     assert patcher.undo_bytes() == 0
+    assert _identical(snapshot(comps), base)
+
+
+def test_wide_corrections_restore_exactly(tmp_path):
+    """Originals tiny next to Δ lose their bits in W′; they come back from the full-width corrections."""
+    comps, km = build_small_sd1()
+    with torch.no_grad():
+        for p in comps["unet"].parameters():
+            p[torch.rand_like(p) < 0.3] *= 1e-6
+    base = snapshot(comps)
+    lora = _lora(tmp_path, comps, km, "big", alpha=8.0)
+    patcher = LoraPatcher(comps, km, copy_share=0.0)
+    patcher.apply([StackEntry(lora, 1.0, 1.0)])
+    assert any(s.wide_index is not None and s.wide_index.numel() for s in patcher._slots.values())
+    patcher.apply([])
     assert _identical(snapshot(comps), base)
 
 
@@ -111,26 +145,27 @@ def test_wrong_shapes_raise_and_leave_model_untouched(sd1_small, tmp_path):
     assert _identical(snapshot(comps), before)
 
 
-def test_error_mid_apply_rolls_back(sd1_small, tmp_path, monkeypatch):
+@pytest.mark.parametrize("copy_share", [0.0, None])
+def test_error_mid_apply_rolls_back(sd1_small, tmp_path, monkeypatch, copy_share):
     comps, km = sd1_small
     a, b = _lora(tmp_path, comps, km, "a"), _lora(tmp_path, comps, km, "b", seed=9)
-    p = LoraPatcher(comps, km)
+    p = LoraPatcher(comps, km, copy_share=copy_share)
     p.apply([StackEntry(a)])
     before = snapshot(comps)
     import loradeck.lora.patcher as patcher_mod
 
-    real, calls = patcher_mod.stack_delta, {"n": 0}
+    real, calls = patcher_mod.DeltaRows, {"n": 0}
 
     def flaky(*args, **kw):
         calls["n"] += 1
-        if calls["n"] == 300:
+        if calls["n"] == 150:
             raise MemoryError("simulated")
         return real(*args, **kw)
 
-    monkeypatch.setattr(patcher_mod, "stack_delta", flaky)
+    monkeypatch.setattr(patcher_mod, "DeltaRows", flaky)
     with pytest.raises(MemoryError):
         p.apply([StackEntry(b)])
-    monkeypatch.setattr(patcher_mod, "stack_delta", real)
+    monkeypatch.setattr(patcher_mod, "DeltaRows", real)
     assert _identical(snapshot(comps), before)
 
 

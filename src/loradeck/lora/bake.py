@@ -78,7 +78,7 @@ def merge_into_checkpoint(
 
     patched = {_PATCHER_NAMES[c]: m for c, m in models.items()}
     keymap = keymap_from_models(family, models["unet"], {k: v for k, v in patched.items() if k != "unet"})
-    patcher = LoraPatcher(patched, keymap)
+    patcher = LoraPatcher(patched, keymap, copy_share=0.0)  # nothing is restored: keep the lean undo
     report = patcher.apply([StackEntry(load_lora(p), te=float(w), unet=float(w)) for p, w in loras])
 
     for comp, model in models.items():

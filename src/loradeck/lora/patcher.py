@@ -1,26 +1,34 @@
 """Merge a stack of LoRAs into the loaded models' weights, switch stacks incrementally, restore bit-exactly.
 
-Scheme (why no second copy of the weights is needed)
------------------------------------------------------
-For a touched weight W (dtype T) with stack delta Δ (float32, Σ m·s·ΔW) we write W′ = T(W + Δ) and keep only the
-*rounding residual* needed to undo it: R = T(W′ − Δ) is W up to a few ulps, and c = bits(W) − bits(R) (integer
-difference of the raw IEEE bit patterns, wrapping) is stored as int8 (1 byte per element); the few elements whose
-correction is wider (originals tiny next to Δ, ~0.1–1 %) are kept as (index, full-width correction) pairs, and a
-module falls back to a full copy only when more than 1/16 of its elements are wide. Restoring recomputes Δ from the
-LoRA factors (kept in memory anyway) and sets bits(W) = bits(T(W′ − Δ)) + c, exactly. In fp32 this costs about ¼ of
-the touched weights' size (½ in fp16/bf16). Formats whose delta depends on W itself (IA3, DoRA) cannot be recomputed from W′, so those modules keep
-a full copy of their original (rare formats, few modules). Measured costs: BENCHMARKS.md ("LoRA patcher").
+Undo schemes (how the original weights come back without a second copy of the model)
+-------------------------------------------------------------------------------------
+Every touched weight W (dtype T) is merged in place, W′ = T(W + Δ) with Δ = Σ m·s·ΔW in float32, and keeps one of:
+
+* **a copy** of W (4 bytes per fp32 element). Undoing is a copy, a switch costs one Δ. On the CPU, where a Δ
+  costs ~0.8 ns per element, copies are kept for up to ``copy_share`` (default 90 %) of the touched weights' bytes,
+  capped at a quarter of the machine's RAM, so the undo memory always stays below the size of the touched weights
+  (0.9 + 0.1/4 in fp32): less than the full backup A1111 keeps. On GPUs none (Δ costs next to nothing there and
+  memory is scarce). IA3/DoRA modules always keep a copy: their Δ depends on W. Copies stay when the stack goes
+  back to no LoRA (``apply([])``), so the next stack needs no copying; ``restore()`` frees them.
+* **int8 corrections** (1 byte per element): c = bits(W) − bits(T(W′ − Δ)), the integer difference of the raw IEEE
+  bit patterns. Undoing recomputes Δ from the LoRA factors (kept in memory anyway) and sets
+  bits(W) = bits(T(W′ − Δ)) + c, exactly. The few elements whose correction does not fit in int8 (originals tiny
+  next to Δ, ~0.1–1 %) keep (index, full-width correction) pairs.
+
+Measured costs: BENCHMARKS.md ("LoRA patcher"). All the work runs row block by row block (``blocks.py``), in cache.
 
 Exactness relies on Δ being recomputed bit-identically: the same function on the same tensors with the same
-contributions in the same order (deterministic on CPU and, for these GEMM shapes, on CUDA).
+contributions in the same order on the same row blocks (deterministic on CPU and, for these GEMM shapes, on CUDA).
 
 A generation must never see a half-applied stack: ``apply`` is all-or-nothing (validation of every file before the
-first weight is touched; on an unexpected error the touched modules are switched back), and it holds ``self.lock``,
-which the caller also holds while sampling.
+first weight is touched; everything a parameter needs is allocated before its first block is written; on an
+unexpected error the touched parameters are switched back), and it holds ``self.lock``, which the caller also holds
+while sampling.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -28,19 +36,24 @@ import torch
 from torch import nn
 
 from loradeck.errors import FormatError
+from loradeck.lora.blocks import (
+    BITS,
+    BLOCK_ELEMENTS,
+    Contribution,
+    DeltaRows,
+    as_rows,
+    corrections,
+    merge_into,
+    row_blocks,
+    undo_in_place,
+    wide_positions,
+)
 from loradeck.lora.keymap import KeyMap, ModuleRef
-from loradeck.lora.math import bias_delta, lowrank_factors, needs_base, weight_delta
+from loradeck.lora.math import needs_base
 from loradeck.lora.report import StackReport, match_lora
-from loradeck.lora.spec import LoraFile, ModuleSpec
+from loradeck.lora.spec import LoraFile
 
-_BITS = {
-    torch.float32: torch.int32,
-    torch.float16: torch.int16,
-    torch.bfloat16: torch.int16,
-    torch.float64: torch.int64,
-}
-
-Contribution = tuple[ModuleSpec, float]  # (module spec, m) — m already chosen by component (te or unet)
+CPU_COPY_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -54,12 +67,12 @@ class StackEntry:
 
 @dataclass
 class _Slot:
-    """Undo information for one touched parameter."""
+    """Undo information for one touched parameter: a copy of the original, or int8 corrections."""
 
-    contributions: tuple[Contribution, ...]
-    residual: torch.Tensor | None = None  # int8/int16 bit corrections
-    original: torch.Tensor | None = None  # full copy (IA3/DoRA, or too many wide corrections)
-    wide_index: torch.Tensor | None = None  # flat positions whose correction does not fit int8 …
+    contributions: tuple[Contribution, ...]  # () with a copy: the weight is back to its original, copy kept
+    original: torch.Tensor | None = None
+    residual: torch.Tensor | None = None  # int8, shape of as_rows(weight)
+    wide_index: torch.Tensor | None = None  # sorted flat positions whose correction does not fit int8 …
     wide_value: torch.Tensor | None = None  # … and their full-width corrections
 
     def nbytes(self) -> int:
@@ -71,41 +84,31 @@ def _same(a: tuple[Contribution, ...], b: tuple[Contribution, ...]) -> bool:
     return len(a) == len(b) and all(x[0] is y[0] and x[1] == y[1] for x, y in zip(a, b, strict=False))
 
 
-def stack_delta(contribs: tuple[Contribution, ...], param_name: str, base: torch.Tensor) -> torch.Tensor:
-    """Σ m·s·ΔW (or Σ m·Δb) in float32 on ``base``'s device. Plain LoRAs share one GEMM (factors concatenated)."""
-    shape, device = base.shape, base.device
-    if param_name == "bias":
-        total = torch.zeros(shape, dtype=torch.float32, device=device)
-        for spec, m in contribs:
-            db = bias_delta(spec, device)
-            if db is not None:
-                total.add_(db.reshape(shape), alpha=m)
-        return total
-    ups, downs, rest = [], [], []
-    for spec, m in contribs:
-        f = lowrank_factors(spec, device)
-        if f is not None and f[1].shape[1] * shape[0] == base.numel():
-            ups.append(f[0] * m)
-            downs.append(f[1])
-        else:
-            rest.append((spec, m))
-    if ups:
-        total = (torch.cat(ups, 1) @ torch.cat(downs, 0)).reshape(shape)
-    else:
-        total = torch.zeros(shape, dtype=torch.float32, device=device)
-    for spec, m in rest:
-        total.add_(weight_delta(spec, base), alpha=m)
-    return total
-
-
 class LoraPatcher:
-    """Applies stacks of LoRAs to ``components`` ({"unet": …, "te1": …, "te2": …}) through ``keymap``."""
+    """Applies stacks of LoRAs to ``components`` ({"unet": …, "te1": …, "te2": …}) through ``keymap``.
 
-    def __init__(self, components: dict[str, nn.Module], keymap: KeyMap):
+    ``copy_share``: the share of the touched weights' bytes kept as exact copies (fast switches), the rest keeps
+    int8 corrections; ``copy_cap``: an upper bound in bytes. None picks the defaults described above.
+    """
+
+    def __init__(
+        self,
+        components: dict[str, nn.Module],
+        keymap: KeyMap,
+        copy_share: float | None = None,
+        copy_cap: int | None = None,
+    ):
         self.components = components
         self.keymap = keymap
         self.lock = threading.RLock()
         self._slots: dict[tuple[str, str, str], _Slot] = {}
+        self._copied = 0  # bytes held in slot.original
+        self._copy_budget = 0.0  # bytes of copies allowed during the current apply
+        self._touched: dict[tuple[str, str, str], int] = {}  # bytes of every weight touched since restore()
+        self._scratch: dict[tuple[torch.dtype, torch.device, int], torch.Tensor] = {}
+        on_cpu = all(p.device.type == "cpu" for m in components.values() for p in m.parameters())
+        self.copy_share = (CPU_COPY_SHARE if on_cpu else 0.0) if copy_share is None else copy_share
+        self.copy_cap = _ram_bytes() // 4 if copy_cap is None else copy_cap
         self.last_report: StackReport | None = None
 
     # ------------------------------------------------------------------------------------------------ public
@@ -114,6 +117,9 @@ class LoraPatcher:
         with self.lock:
             report, wanted = self._plan(stack)
             changed = [k for k in set(wanted) | set(self._slots) if not _same(wanted.get(k, ()), self._contribs(k))]
+            for k in wanted.keys() - self._touched.keys():
+                self._touched[k] = _size(self._param(k).data)
+            self._copy_budget = min(self.copy_share * sum(self._touched.values()), self.copy_cap)
             done: list[tuple[tuple[str, str, str], tuple[Contribution, ...]]] = []
             try:
                 for key in sorted(changed):
@@ -129,14 +135,20 @@ class LoraPatcher:
             return report
 
     def restore(self) -> None:
-        """Give every touched parameter its original bits back."""
-        self.apply([])
+        """Give every touched parameter its original bits back and free all undo memory."""
+        with self.lock:
+            self.apply([])
+            self._slots.clear()
+            self._touched.clear()
+            self._copied = 0
+            self._scratch.clear()
 
     def undo_bytes(self) -> int:
-        """RAM held for restoring (residuals + fallback copies)."""
+        """RAM held for restoring (copies, kept copies and corrections)."""
         return sum(s.nbytes() for s in self._slots.values())
 
-    def fallback_modules(self) -> list[str]:
+    def copied_modules(self) -> list[str]:
+        """Parameters whose original is kept as a copy."""
         return [f"{c}:{p}.{n}" for (c, p, n), s in self._slots.items() if s.original is not None]
 
     # ------------------------------------------------------------------------------------------------ planning
@@ -168,9 +180,11 @@ class LoraPatcher:
                     f"does not fit the loaded model: {first}" + (f" (and {n - 1} more)" if n > 1 else ""),
                 )
             for spec, ref in matched:
-                m = entry.unet if ref.component == "unet" else entry.te
+                m = float(entry.unet if ref.component == "unet" else entry.te)
+                if m == 0:  # weight 0 adds nothing: the parameter keeps its original bits
+                    continue
                 for pname in _params_of(spec):
-                    wanted.setdefault((ref.component, ref.path, pname), []).append((spec, float(m)))
+                    wanted.setdefault((ref.component, ref.path, pname), []).append((spec, m))
         return report, {k: tuple(v) for k, v in wanted.items()}
 
     def _module_of(self, ref: ModuleRef) -> nn.Module | None:
@@ -186,72 +200,117 @@ class LoraPatcher:
     def _switch(self, key: tuple[str, str, str], new: tuple[Contribution, ...]) -> None:
         param = self._param(key)
         slot = self._slots.get(key)
-        base = self._recover(param, key[2], slot) if slot else param.data
-        if not new:
-            param.data = base
+        has_copy = slot is not None and slot.original is not None
+        if not has_copy and any(needs_base(spec) for spec, _ in new):  # IA3/DoRA: Δ is a function of the original
+            slot = self._rewrite(key, param.data, slot, (), keep_copy=True)
+            has_copy = True
+        nbytes = param.data.numel() * param.data.element_size()
+        keep_copy = has_copy or (bool(new) and self._copied + nbytes <= self._copy_budget)
+        self._rewrite(key, param.data, slot, new, keep_copy)
+
+    def _rewrite(
+        self, key, w: torch.Tensor, slot: _Slot | None, new: tuple[Contribution, ...], keep_copy: bool
+    ) -> _Slot | None:
+        """Turn W (merged with ``slot``'s contributions) into T(W_original + Δ_new) in place, block by block.
+
+        Everything that can fail (Δ factors, copies, corrections, scratch) is allocated before the first block
+        is written, so an error leaves this parameter as it was.
+        """
+        rows = as_rows(w)
+        cols = rows.shape[1]
+        old_copy = slot.original if slot else None
+        old_delta = DeltaRows(slot.contributions, key[2], w) if slot and slot.residual is not None else None
+        new_delta = DeltaRows(new, key[2], w, original=old_copy) if new else None
+        fresh_copy = torch.empty_like(w) if keep_copy and old_copy is None else None
+        residual = torch.empty(rows.shape, dtype=torch.int8, device=w.device) if new and not keep_copy else None
+        n_max = next(iter(row_blocks(w)))[1] * cols
+        dbuf = self._buffer(torch.float32, w.device, n_max, 0)
+        mbuf = self._buffer(w.dtype, w.device, n_max, 1) if residual is not None else None
+
+        copy_rows = as_rows(old_copy) if old_copy is not None else None
+        fresh_rows = as_rows(fresh_copy) if fresh_copy is not None else None
+        wides: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for r0, r1 in row_blocks(w):
+            wb = rows[r0:r1]
+            d = dbuf[: (r1 - r0) * cols].view(r1 - r0, cols)
+            if copy_rows is not None:
+                base = copy_rows[r0:r1]
+            else:
+                base = wb
+                if old_delta is not None:
+                    assert slot is not None and slot.residual is not None
+                    undo_in_place(wb, old_delta.block(r0, r1, d), slot.residual[r0:r1])
+                    _apply_wides(wb, r0 * cols, slot)
+            if fresh_rows is not None:
+                base = fresh_rows[r0:r1].copy_(base)
+            if new_delta is None:
+                if base is not wb:
+                    wb.copy_(base)
+                continue
+            if residual is None:  # the original lives in a copy: merge straight into the weight
+                new_delta.merge_rows(r0, r1, base, wb, d)
+                continue
+            d = new_delta.block(r0, r1, d)
+            assert mbuf is not None
+            merged = merge_into(mbuf[: (r1 - r0) * cols].view(r1 - r0, cols), base, d)
+            c = corrections(base, merged, d)
+            lo, hi = c.aminmax()
+            if int(lo) < -128 or int(hi) > 127:
+                wide = wide_positions(c)
+                flat = c.view(-1)
+                wides.append((wide + r0 * cols, flat[wide].clone()))
+                flat[wide] = 0
+            residual[r0:r1].copy_(c)
+            wb.copy_(merged)
+
+        copy = old_copy if old_copy is not None else fresh_copy
+        if not keep_copy:
+            copy = None
+        self._copied += _size(copy) - _size(old_copy)
+        if not new and copy is None:
             self._slots.pop(key, None)
-            return
-        if all(m == 0 for _, m in new):  # nothing to add: keep the original bits, remember the contributions
-            param.data = base
-            self._slots[key] = _Slot(new, residual=torch.zeros(0, dtype=torch.int8))
-            return
-        delta = stack_delta(new, key[2], base)
-        merged = (base.float() + delta).to(base.dtype) if base.dtype != torch.float32 else base + delta
-        if any(needs_base(spec) for spec, _ in new):
-            self._slots[key] = _Slot(new, original=base)
-        else:
-            self._slots[key] = _Slot(new, **_residual(base, merged, delta))
-        param.data = merged
+            return None
+        new_slot = _Slot(new, original=copy, residual=residual)
+        if wides:
+            new_slot.wide_index = torch.cat([i for i, _ in wides])
+            new_slot.wide_value = torch.cat([v for _, v in wides])
+        self._slots[key] = new_slot
+        return new_slot
 
-    def _recover(self, param: nn.Parameter, pname: str, slot: _Slot) -> torch.Tensor:
-        if slot.original is not None:
-            return slot.original
-        current = param.data
-        if slot.residual is None or slot.residual.numel() == 0:  # all multipliers were 0: nothing was changed
-            return current
-        delta = stack_delta(slot.contributions, pname, current)
-        r = _round_back(current, delta)
-        bits = r.view(_BITS[r.dtype])
-        bits.add_(slot.residual.view(bits.shape))
-        if slot.wide_index is not None:
-            flat = bits.view(-1)
-            flat[slot.wide_index] += slot.wide_value
-        return r
+    def _buffer(self, dtype: torch.dtype, device: torch.device, n: int, which: int) -> torch.Tensor:
+        """Scratch space for one block (kept between calls; grows to the largest block seen)."""
+        key = (dtype, device, which)
+        buf = self._scratch.get(key)
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(max(n, BLOCK_ELEMENTS if device.type == "cpu" else n), dtype=dtype, device=device)
+            self._scratch[key] = buf
+        return buf
 
 
-def _params_of(spec: ModuleSpec) -> list[str]:
+def _ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no cap beyond the share
+        return 1 << 62
+
+
+def _size(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.numel() * t.element_size()
+
+
+def _apply_wides(rows: torch.Tensor, offset: int, slot: _Slot) -> None:
+    """Add the full-width corrections that fall into this block (flat positions offset … offset + rows.numel())."""
+    if slot.wide_index is None:
+        return
+    idx = slot.wide_index
+    lo, hi = torch.searchsorted(idx, torch.tensor([offset, offset + rows.numel()], device=idx.device)).tolist()
+    if hi > lo:
+        assert slot.wide_value is not None
+        rows.view(-1).view(BITS[rows.dtype])[idx[lo:hi] - offset] += slot.wide_value[lo:hi]
+
+
+def _params_of(spec) -> list[str]:
     names = [] if spec.kind == "norm" and "w_norm" not in spec.tensors else ["weight"]
     if "diff_b" in spec.tensors or "b_norm" in spec.tensors:
         names.append("bias")
     return names
-
-
-def _round_back(merged: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """T(W′ − Δ): the original up to a few ulps (a fresh tensor)."""
-    if merged.dtype == torch.float32:
-        return torch.sub(merged, delta)
-    return (merged.float() - delta).to(merged.dtype)
-
-
-def _residual(base: torch.Tensor, merged: torch.Tensor, delta: torch.Tensor) -> dict:
-    """{'residual': int8/int16 bit corrections} or {'original': base} when they do not fit."""
-    bits_t = _BITS.get(base.dtype)
-    if bits_t is None:
-        return {"original": base}
-    if base.dtype == torch.float32:
-        r = torch.sub(merged, delta, out=delta)  # reuse the delta's memory
-    else:
-        r = _round_back(merged, delta)
-    rb = r.view(bits_t)
-    diff = torch.sub(base.view(bits_t), rb, out=rb)  # wraps on overflow; exact modulo 2**bits
-    lo, hi = diff.aminmax()
-    if -128 <= int(lo) and int(hi) <= 127:
-        return {"residual": diff.to(torch.int8)}
-    # Elements whose original is tiny next to Δ are off by many ulps: keep those few exactly, the rest as int8.
-    flat = diff.view(-1)
-    wide = ((flat < -128) | (flat > 127)).nonzero().squeeze(1)
-    if wide.numel() > flat.numel() // 16:
-        return {"original": base}
-    values = flat[wide].clone()
-    flat[wide] = 0
-    return {"residual": diff.to(torch.int8), "wide_index": wide, "wide_value": values}
