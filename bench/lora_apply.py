@@ -94,9 +94,15 @@ def write_lora(path: Path, comps, keymap, seed: int, rank: int = 32) -> None:
     save_file(sd, str(path), metadata={"ss_network_dim": str(rank), "ss_network_alpha": "16"})
 
 
-def timed(fn, repeat=1):
+REPEATS = 3
+
+
+def timed(fn, repeat=1, reset=None):
+    """Best of ``repeat`` runs of ``fn``; ``reset`` (untimed) puts the state back before each run."""
     best = float("inf")
     for _ in range(repeat):
+        if reset is not None:
+            reset()
         gc.collect()
         t = time.perf_counter()
         fn()
@@ -146,17 +152,17 @@ def main() -> None:
         ls = [load_lora(f) for f in files]
         patcher.apply([StackEntry(lo, 0.5, w) for lo, w in zip(ls, (0.8, 0.5, 0.3), strict=True)])
 
-    t_apply_cold = timed(ours_apply)  # copies allocated and filled on the way
-    t_switch = timed(ours_switch)
-    patcher.apply([])  # back to the base model, copies kept (what the studio does between generations)
-    t_apply = timed(ours_apply)
-    patcher.apply([])
-    t_stack3 = timed(ours_stack3)
+    a_loaded = load_lora(files[0])
+    t_apply_cold = timed(ours_apply, REPEATS, reset=patcher.restore)  # copies allocated and filled on the way
+    # from A to B; between runs the state goes back to A (the studio's path: apply(stack) per generation)
+    t_switch = timed(ours_switch, REPEATS, reset=lambda: patcher.apply([StackEntry(a_loaded, 1.0, 1.0)]))
+    t_apply = timed(ours_apply, REPEATS, reset=lambda: patcher.apply([]))  # copies kept from earlier stacks
+    t_stack3 = timed(ours_stack3, REPEATS, reset=lambda: patcher.apply([]))
     patcher.apply([])
 
     # merge only (file already loaded) vs the floor: the same GEMM + in-place add over the same weights
     lora0 = load_lora(files[0])
-    t_restore = timed(lambda: patcher.apply([StackEntry(lora0, 1.0, 1.0)])) and timed(lambda: patcher.apply([]))
+    t_restore = timed(lambda: patcher.apply([]), REPEATS, reset=lambda: patcher.apply([StackEntry(lora0, 1.0, 1.0)]))
     factors = []
     for spec in lora0.modules.values():
         ref = keymap.resolve(spec.name)
@@ -175,9 +181,11 @@ def main() -> None:
             for w, up, down in factors:
                 w.data.view(w.shape[0], -1).sub_(up @ down)
 
-    t_floor = timed(floor)
-    floor_undo()
-    t_apply_merge = timed(lambda: patcher.apply([StackEntry(lora0, 1.0, 1.0)]))
+    patcher.restore()  # the floor writes the weights behind the patcher's back: let it keep no copies meanwhile
+    t_floor = timed(floor, REPEATS)
+    for _ in range(REPEATS):
+        floor_undo()
+    t_apply_merge = timed(lambda: patcher.apply([StackEntry(lora0, 1.0, 1.0)]), REPEATS, lambda: patcher.apply([]))
     patcher.restore()
 
     # the corrections-only scheme (copy_share=0: what GPUs use, and the CPU beyond the share)
@@ -235,13 +243,19 @@ def main() -> None:
         pipe.set_adapters([f"s{i}" for i in range(3)], adapter_weights=[0.8, 0.5, 0.3])
         pipe.fuse_lora()
 
-    d_t_apply = timed(d_apply)
-    d_t_switch = timed(d_switch)
-    pipe.unfuse_lora()
-    pipe.unload_lora_weights()
-    d_t_stack3 = timed(d_stack3)
-    pipe.unfuse_lora()
-    pipe.unload_lora_weights()
+    def d_reset():
+        pipe.unfuse_lora()
+        pipe.unload_lora_weights()
+
+    def d_reset_to_a():
+        d_reset()
+        d_apply()
+
+    d_apply()
+    d_t_apply = timed(d_apply, REPEATS, reset=d_reset)
+    d_t_switch = timed(d_switch, REPEATS, reset=d_reset_to_a)
+    d_t_stack3 = timed(d_stack3, REPEATS, reset=d_reset)
+    d_reset()
 
     emit("apply_s", t_apply, d_t_apply, "diffusers load_lora_weights+fuse_lora")
     emit(
