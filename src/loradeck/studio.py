@@ -182,10 +182,11 @@ class Studio:
         on_progress: ProgressFn | None = None,
     ) -> GenerationResult:
         """Generate pictures; LoRAs from ``<lora:…>`` tags in the prompt are merged for the duration of the job."""
-        from loradeck.engine.conditioning import encode_prompts
+        from loradeck.engine.conditioning import PromptSchedules, encode_prompts
         from loradeck.engine.outputs import output_folder, save_png
         from loradeck.engine.pipeline import Job
         from loradeck.engine.schedulers import resolve
+        from loradeck.prompt.editing import prompt_schedule
         from loradeck.prompt.tags import parse_prompt
 
         self._validate(request)
@@ -204,7 +205,12 @@ class Studio:
                 height = request.height or model.runner.c.native_size
                 negative = parse_prompt(request.negative_prompt, negative=True)  # never activates a LoRA
                 warnings += negative.warnings
-                cond = encode_prompts(model.base, plan.clean_prompt, negative.text, clip_skip=request.clip_skip)
+                schedules = PromptSchedules(
+                    lambda pos, neg: encode_prompts(model.base, pos, neg, clip_skip=request.clip_skip),
+                    prompt_schedule(plan.clean_prompt, request.steps),
+                    prompt_schedule(negative.text, request.steps),
+                )
+                cond = schedules.at(0)
                 first = request.seed if request.seed >= 0 else random.randrange(MAX_SEED)
                 total = request.batch_size * request.batch_count
                 seeds = [first + i for i in range(total)]
@@ -235,6 +241,7 @@ class Studio:
                             job=job,
                             progress=progress,
                             on_latents=self._keep_latents,
+                            cond_at=schedules.at if schedules.changes else None,
                         )
                     except Cancelled:
                         interrupted = True

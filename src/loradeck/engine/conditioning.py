@@ -28,6 +28,7 @@ import torch
 from loradeck.errors import InvalidRequest
 from loradeck.families import Family
 from loradeck.prompt.chunks import COMMA_BACKTRACK, EMPHASIS_MODES, PromptChunk, Vocab, pad_chunks, tokenize_prompt
+from loradeck.prompt.editing import text_for_step
 
 Reader = Callable[[Any], torch.Tensor]  # text-encoder output → the hidden states to use, [chunks, 77, dim]
 
@@ -47,6 +48,32 @@ class Conditioning:
     def repeat(self, n: int) -> dict[str, torch.Tensor]:
         """The kwargs with a batch of one repeated ``n`` times (one per image)."""
         return {k: v.repeat_interleave(n, 0) if v.shape[0] == 1 else v for k, v in self.as_kwargs().items()}
+
+
+class PromptSchedules:
+    """Conditioning per sampling step for prompts with A1111 prompt editing (``loradeck.prompt.editing``).
+
+    Each distinct (positive, negative) text pair is encoded once, when a step first needs it.
+    """
+
+    def __init__(
+        self,
+        encode: Callable[[str, str], Conditioning],
+        positive: list[tuple[int, str]],
+        negative: list[tuple[int, str]],
+    ):
+        self._encode, self.positive, self.negative = encode, positive, negative
+        self._cache: dict[tuple[str, str], Conditioning] = {}
+
+    @property
+    def changes(self) -> bool:
+        return len(self.positive) > 1 or len(self.negative) > 1
+
+    def at(self, step: int) -> Conditioning:
+        key = (text_for_step(self.positive, step), text_for_step(self.negative, step))
+        if key not in self._cache:
+            self._cache[key] = self._encode(*key)
+        return self._cache[key]
 
 
 def encode_prompts(

@@ -115,10 +115,13 @@ class Runner:
         job: Job | None = None,
         progress: ProgressFn | None = None,
         on_latents: Callable[[torch.Tensor], None] | None = None,
+        cond_at: Callable[[int], Conditioning] | None = None,
     ) -> list[Image.Image] | None:
         """One batch: ``len(seeds)`` images, image i drawn from its own CPU generator seeded ``seeds[i]``.
 
-        Returns None when the batch was skipped; raises Cancelled when interrupted.
+        ``cond_at(step)`` gives the conditioning of each sampling step (0-based) when it changes during sampling
+        (prompt editing); ``cond`` is step 0's. Returns None when the batch was skipped; raises Cancelled when
+        interrupted.
         """
         if width % 8 or height % 8 or width < 8 or height < 8:
             raise InvalidRequest(f"Size {width}x{height} is not possible: width and height must be multiples of 8.")
@@ -135,13 +138,18 @@ class Runner:
         pipe.scheduler = scheduler
         total = steps if init_image is None else max(1, int(steps * min(denoising_strength, 1.0)))
 
-        def on_step(_pipe, i, _t, kwargs):
+        current = [cond]
+
+        def on_step(pipe_, i, _t, kwargs):
             if job.interrupted.is_set():
                 raise Cancelled("Generation was interrupted.")
             if job.skipped.is_set():
                 raise _Skip
-            if on_latents is not None and "latents" in kwargs:
+            if on_latents is not None:
                 on_latents(kwargs["latents"])
+            if cond_at is not None and i + 1 < total and (nxt := cond_at(i + 1)) is not current[0]:
+                current[0] = nxt
+                kwargs.update(_step_embeds(nxt, n, pipe_.do_classifier_free_guidance, kwargs))
             if progress:
                 progress(i + 1, total)
             return kwargs
@@ -152,6 +160,8 @@ class Runner:
             generator=generators,
             output_type="np",
             callback_on_step_end=on_step,
+            callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"]
+            + (["add_text_embeds"] if self.c.is_sdxl else []),
         )
         kwargs |= cond.repeat(n)
         if init_image is not None:
@@ -168,3 +178,18 @@ class Runner:
             job.skipped.clear()
             return None
         return [Image.fromarray(np.round(a * 255).clip(0, 255).astype(np.uint8)) for a in arrays]
+
+
+def _step_embeds(cond: Conditioning, n: int, cfg: bool, current: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The pipeline's per-step tensors for ``cond``: [negative; positive] under CFG, as the pipelines lay them out."""
+    kw = cond.repeat(n)
+
+    def layout(pos: str, neg: str, like: torch.Tensor) -> torch.Tensor:
+        return (torch.cat([kw[neg], kw[pos]]) if cfg else kw[pos]).to(like)
+
+    out = {"prompt_embeds": layout("prompt_embeds", "negative_prompt_embeds", current["prompt_embeds"])}
+    if "add_text_embeds" in current:
+        out["add_text_embeds"] = layout(
+            "pooled_prompt_embeds", "negative_pooled_prompt_embeds", current["add_text_embeds"]
+        )
+    return out
