@@ -9,6 +9,18 @@ from PIL import Image
 
 
 @dataclass
+class HiresFix:
+    """A1111's hires fix: a second img2img pass at a larger size (``loradeck.engine.hires``)."""
+
+    scale: float = 2.0
+    upscaler: str = "Latent"
+    steps: int = 0  # 0 = as many as the first pass
+    denoising_strength: float = 0.7
+    resize_x: int = 0  # a fixed size instead of ``scale`` (one side 0 keeps the aspect)
+    resize_y: int = 0
+
+
+@dataclass
 class GenerationRequest:
     prompt: str
     negative_prompt: str = ""
@@ -28,6 +40,7 @@ class GenerationRequest:
     normalize_lora_weights: bool = False
     add_trigger_words: bool = False
     save: bool = True
+    hires: HiresFix | None = None  # txt2img only
 
 
 @dataclass

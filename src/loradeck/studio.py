@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from loradeck import __version__
+from loradeck.engine.hires import LATENT_UPSCALERS
 from loradeck.errors import Cancelled, InvalidRequest, LoradeckError, ModelLoadError
 from loradeck.families import Family
 from loradeck.requests import GeneratedImage, GenerationRequest, GenerationResult
@@ -219,6 +220,7 @@ class Studio:
                     self.settings.outputs_path, "img2img" if request.init_image is not None else "txt2img"
                 )
                 interrupted = False
+                hires = self._hires_plan(request, width, height, warnings)
                 for b in range(request.batch_count):
                     batch_seeds = seeds[b * request.batch_size : (b + 1) * request.batch_size]
 
@@ -226,30 +228,38 @@ class Studio:
                         if on_progress:
                             on_progress(_b * request.batch_size, step, steps)
 
+                    common = dict(
+                        cfg_scale=request.cfg_scale,
+                        sampler=sampler,
+                        schedule=schedule,
+                        job=job,
+                        on_latents=self._keep_latents,
+                        cond_at=schedules.at if schedules.changes else None,
+                    )
                     try:
                         pictures = model.runner.run(
                             cond,
                             batch_seeds,
                             steps=request.steps,
-                            cfg_scale=request.cfg_scale,
-                            sampler=sampler,
-                            schedule=schedule,
                             width=width,
                             height=height,
                             init_image=request.init_image,
                             denoising_strength=request.denoising_strength,
-                            job=job,
                             progress=progress,
-                            on_latents=self._keep_latents,
-                            cond_at=schedules.at if schedules.changes else None,
+                            output="latent" if hires and hires.upscaler in LATENT_UPSCALERS else "pil",
+                            **common,
                         )
+                        if hires is not None and pictures is not None:
+                            pictures = self._hires_pass(
+                                model, request, hires, cond, batch_seeds, pictures, progress, common
+                            )
                     except Cancelled:
                         interrupted = True
                         break
                     if pictures is None:  # skipped
                         continue
                     for seed, picture in zip(batch_seeds, pictures, strict=True):
-                        infotext = self._infotext(request, plan, model, sampler, schedule, seed, width, height)
+                        infotext = self._infotext(request, plan, model, sampler, schedule, seed, width, height, hires)
                         path = save_png(picture, folder, seed, infotext) if request.save else None
                         images.append(GeneratedImage(picture, seed, infotext, path))
                 return GenerationResult(
@@ -292,6 +302,12 @@ class Studio:
             raise InvalidRequest(f"Batch size must be between 1 and {lim.max_batch} and batch count at least 1.")
         if r.init_image is not None and not 0.0 < r.denoising_strength <= 1.0:
             raise InvalidRequest(f"Denoising strength must be in (0, 1], not {r.denoising_strength}.")
+        if r.hires is not None and r.init_image is None:
+            hr = r.hires
+            if not 0.0 < hr.denoising_strength <= 1.0:
+                raise InvalidRequest(f"Hires denoising strength must be in (0, 1], not {hr.denoising_strength}.")
+            if not 0 <= hr.steps <= lim.max_steps:
+                raise InvalidRequest(f"Hires steps must be between 0 and {lim.max_steps}, not {hr.steps}.")
 
     # ------------------------------------------------------------------------------------------------ LoRAs
     def _plan_loras(self, request: GenerationRequest, model: LoadedModel):
@@ -310,7 +326,50 @@ class Studio:
             self._loras[key] = load_lora(path)
         return self._loras[key]
 
-    def _infotext(self, request, plan, model, sampler, schedule, seed, width, height) -> str:
+    # ------------------------------------------------------------------------------------------------ hires fix
+    def _hires_plan(self, request: GenerationRequest, width: int, height: int, warnings: list[str]):
+        """The hires fix to run (upscaler resolved, target size set), or None for img2img / no hires."""
+        from loradeck.engine.hires import resolve_upscaler, target_size
+
+        hr = request.hires
+        if hr is None or request.init_image is not None:
+            return None
+        upscaler, warning = resolve_upscaler(hr.upscaler)
+        if warning:
+            warnings.append(warning)
+        tw, th = target_size(width, height, hr.scale, hr.resize_x, hr.resize_y)
+        side = self.settings.limits.max_side
+        if min(tw, th) < 8 or max(tw, th) > side:
+            raise InvalidRequest(f"Hires fix size {tw}x{th} is not possible: each side must be 8 to {side}.")
+        return _HiresPlan(upscaler, tw, th, hr.steps or request.steps, hr.denoising_strength, hr)
+
+    def _hires_pass(self, model, request, hires, cond, seeds, first, progress, common):
+        """Upscale the first pass and redraw it at the target size (img2img, same seeds)."""
+        from loradeck.engine.hires import upscale_latents, upscale_picture
+
+        runner = model.runner
+        if hires.upscaler in LATENT_UPSCALERS:
+            init = upscale_latents(first, hires.width, hires.height, hires.upscaler, runner.c.vae_scale_factor)
+        else:
+            init = [upscale_picture(p, hires.width, hires.height, hires.upscaler) for p in first]
+        done = request.steps
+
+        def second_progress(step: int, steps: int) -> None:
+            progress(done + step, done + steps)
+
+        return runner.run(
+            cond,
+            seeds,
+            steps=hires.steps,
+            width=hires.width,
+            height=hires.height,
+            init_image=init,
+            denoising_strength=hires.denoising_strength,
+            progress=second_progress,
+            **common,
+        )
+
+    def _infotext(self, request, plan, model, sampler, schedule, seed, width, height, hires=None) -> str:
         from loradeck.prompt.infotext import format_infotext
 
         params: dict[str, Any] = {
@@ -325,10 +384,31 @@ class Studio:
             "Denoising strength": request.denoising_strength if request.init_image is not None else None,
             "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
             "RNG": "CPU",
+        }
+        if hires is not None:
+            resized = hires.request.resize_x or hires.request.resize_y
+            params |= {
+                "Denoising strength": hires.denoising_strength,
+                "Hires upscale": None if resized else hires.request.scale,
+                "Hires resize": f"{hires.request.resize_x}x{hires.request.resize_y}" if resized else None,
+                "Hires steps": hires.request.steps or None,
+                "Hires upscaler": hires.upscaler,
+            }
+        params |= {
             "Lora hashes": plan.lora_hashes or None,
             "Version": f"loradeck {__version__}",
         }
         return format_infotext(plan.recorded_prompt, request.negative_prompt, params)
+
+
+@dataclass(frozen=True)
+class _HiresPlan:
+    upscaler: str
+    width: int
+    height: int
+    steps: int
+    denoising_strength: float
+    request: Any  # the HiresFix asked for (what the infotext records)
 
 
 def demo_model_dir() -> Path:

@@ -13,7 +13,7 @@ from loradeck.errors import InvalidRequest
 from loradeck.families import Family
 from loradeck.prompt.infotext import format_infotext
 from loradeck.prompt.tags import parse_prompt
-from loradeck.requests import GenerationRequest
+from loradeck.requests import GenerationRequest, HiresFix
 from loradeck.ui.catalog import ALL_FOLDERS, TOP_LEVEL, Card, folders, select_cards, toggle_card
 from loradeck.ui.fields import build_request, fields_from_infotext, seed_of
 from loradeck.ui.generation import Run, progress_html
@@ -136,6 +136,27 @@ def test_infotext_to_form_and_back():
         checkpoint="demo",
     )
     assert seed_of(text) == 42
+
+
+def test_hires_fields_round_trip_through_the_infotext():
+    text = format_infotext(
+        "a castle",
+        "",
+        {
+            "Steps": 10,
+            "Size": "32x32",
+            "Denoising strength": 0.45,
+            "Hires upscale": 1.5,
+            "Hires steps": 6,
+            "Hires upscaler": "Latent (bicubic)",
+        },
+    )
+    values = fields_from_infotext(text)
+    assert (values["hires"], values["hr_scale"], values["hr_upscaler"]) == (True, 1.5, "Latent (bicubic)")
+    assert (values["hr_steps"], values["hr_denoise"]) == (6, 0.45)
+    assert build_request(values, None).hires == HiresFix(1.5, "Latent (bicubic)", 6, 0.45)
+    assert fields_from_infotext(format_infotext("x", "", {"Steps": 3}))["hires"] is False
+    assert build_request({"prompt": "x", "hires": False, "hr_scale": 3}, None).hires is None
 
 
 def test_form_zero_size_means_the_models_own_and_bad_numbers_say_which_field():

@@ -32,6 +32,13 @@ def generate(
     ] = None,
     init_image: Annotated[Path | None, typer.Option(help="img2img: the starting picture.")] = None,
     denoise: Annotated[float, typer.Option(help="img2img denoising strength.")] = 0.75,
+    hires: Annotated[bool, typer.Option("--hires", help="Hires fix: redraw at a larger size (txt2img).")] = False,
+    hr_scale: Annotated[float, typer.Option(help="Hires fix: upscale factor.")] = 2.0,
+    hr_upscaler: Annotated[
+        str, typer.Option(help='Hires fix upscaler: "Latent" (and its variants), "Lanczos", "Nearest".')
+    ] = "Latent",
+    hr_steps: Annotated[int, typer.Option(help="Hires fix steps (0 = same as --steps).")] = 0,
+    hr_denoise: Annotated[float, typer.Option(help="Hires fix denoising strength.")] = 0.7,
     from_png: Annotated[
         Path | None, typer.Option("--from-png", help="Re-render the settings stored in a PNG's infotext.")
     ] = None,
@@ -49,7 +56,7 @@ def generate(
     """Generate pictures and save them as PNGs with A1111 infotext."""
     from PIL import Image
 
-    from loradeck.requests import GenerationRequest
+    from loradeck.requests import GenerationRequest, HiresFix
 
     studio = make_studio(
         models_dir=models_dir,
@@ -86,6 +93,7 @@ def generate(
             denoising_strength=denoise,
             normalize_lora_weights=normalize_lora_weights,
             add_trigger_words=add_trigger_words,
+            hires=HiresFix(hr_scale, hr_upscaler, hr_steps, hr_denoise) if hires else None,
         )
     result = _run_with_progress(studio, request)
     for warning in result.warnings:

@@ -110,18 +110,20 @@ class Runner:
         schedule: str,
         width: int,
         height: int,
-        init_image: Image.Image | None = None,
+        init_image: Image.Image | list[Image.Image] | torch.Tensor | None = None,
         denoising_strength: float = 0.75,
         job: Job | None = None,
         progress: ProgressFn | None = None,
         on_latents: Callable[[torch.Tensor], None] | None = None,
         cond_at: Callable[[int], Conditioning] | None = None,
-    ) -> list[Image.Image] | None:
+        output: str = "pil",
+    ) -> list[Image.Image] | torch.Tensor | None:
         """One batch: ``len(seeds)`` images, image i drawn from its own CPU generator seeded ``seeds[i]``.
 
         ``cond_at(step)`` gives the conditioning of each sampling step (0-based) when it changes during sampling
-        (prompt editing); ``cond`` is step 0's. Returns None when the batch was skipped; raises Cancelled when
-        interrupted.
+        (prompt editing); ``cond`` is step 0's. ``init_image`` (img2img) is a picture, one per seed, or latents [n, c, h, w] (the
+        hires fix's latent upscale); ``output="latent"`` returns the final latents instead of pictures. Returns None
+        when the batch was skipped; raises Cancelled when interrupted.
         """
         if width % 8 or height % 8 or width < 8 or height < 8:
             raise InvalidRequest(f"Size {width}x{height} is not possible: width and height must be multiples of 8.")
@@ -158,15 +160,18 @@ class Runner:
             num_inference_steps=steps,
             guidance_scale=cfg_scale,
             generator=generators,
-            output_type="np",
+            output_type="latent" if output == "latent" else "np",
             callback_on_step_end=on_step,
             callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"]
             + (["add_text_embeds"] if self.c.is_sdxl else []),
         )
         kwargs |= cond.repeat(n)
-        if init_image is not None:
-            image = init_image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-            kwargs |= dict(image=[image] * n, strength=denoising_strength)
+        if isinstance(init_image, torch.Tensor):
+            kwargs |= dict(image=init_image.to(self.device, self.dtype), strength=denoising_strength)
+        elif init_image is not None:
+            pictures = init_image if isinstance(init_image, list) else [init_image] * n
+            images = [p.convert("RGB").resize((width, height), Image.Resampling.LANCZOS) for p in pictures]
+            kwargs |= dict(image=images, strength=denoising_strength)
         else:
             kwargs |= dict(width=width, height=height)
         if self.c.is_sdxl:
@@ -177,6 +182,8 @@ class Runner:
         except _Skip:
             job.skipped.clear()
             return None
+        if output == "latent":
+            return arrays
         return [Image.fromarray(np.round(a * 255).clip(0, 255).astype(np.uint8)) for a in arrays]
 
 

@@ -162,4 +162,29 @@ def request_from_png(path: str | Path) -> Any:
         if value is not None:
             setattr(request, attr, value)
     request.clip_skip = s.clip_skip
+    request.hires = hires_from_params(s.params)
     return request
+
+
+def hires_from_params(params: dict[str, Any]) -> Any:
+    """The hires fix an infotext records (``Hires upscale`` or ``Hires resize``), or None."""
+    from loradeck.prompt.infotext import _typed
+    from loradeck.requests import HiresFix
+
+    resize = str(params.get("Hires resize") or "")
+    if params.get("Hires upscale") is None and not resize:
+        return None
+    hr = HiresFix(upscaler=str(params.get("Hires upscaler") or "Latent"))
+    if resize:
+        x, _, y = resize.partition("x")
+        hr.resize_x, hr.resize_y = (
+            _typed({"Hires resize": x}, "Hires resize", int),
+            _typed({"Hires resize": y}, "Hires resize", int),
+        )
+    else:
+        hr.scale = _typed(params, "Hires upscale", float)
+    hr.steps = _typed(params, "Hires steps", int) or 0
+    denoise = _typed(params, "Denoising strength", float)
+    if denoise is not None:
+        hr.denoising_strength = denoise
+    return hr

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from loradeck import __version__
 from loradeck.errors import Cancelled, InvalidRequest
 from loradeck.prompt.tags import strip_tags
-from loradeck.requests import GenerationRequest, GenerationResult
+from loradeck.requests import GenerationRequest, GenerationResult, HiresFix
 from loradeck.server.images import decode_image, encode_png, fit_init_image
 from loradeck.server.models import (
     GenerationResponse,
@@ -56,6 +56,20 @@ def to_generation_request(body: Txt2ImgRequest, init_image=None) -> GenerationRe
         denoising_strength=body.denoising_strength if body.denoising_strength is not None else 0.75,
         checkpoint=overrides.get("sd_model_checkpoint") or None,
         save=bool(body.save_images and not body.do_not_save_samples),
+        hires=_hires(body) if init_image is None else None,
+    )
+
+
+def _hires(body: Txt2ImgRequest) -> HiresFix | None:
+    if not body.enable_hr:
+        return None
+    return HiresFix(
+        scale=body.hr_scale,
+        upscaler=body.hr_upscaler or "Latent",
+        steps=body.hr_second_pass_steps,
+        denoising_strength=body.denoising_strength if body.denoising_strength is not None else 0.7,
+        resize_x=body.hr_resize_x,
+        resize_y=body.hr_resize_y,
     )
 
 

@@ -30,6 +30,13 @@ def check_generation(request: GenerationRequest, limits: Limits) -> None:
         raise InvalidRequest(f"n_iter must be between 1 and {MAX_BATCH_COUNT}, not {request.batch_count}.")
     if request.init_image is not None and not 0.0 < request.denoising_strength <= 1.0:
         raise InvalidRequest(f"Denoising strength must be in (0, 1], not {request.denoising_strength}.")
+    hr = request.hires
+    if hr is not None and request.width and request.height:
+        from loradeck.engine.hires import target_size
+
+        w, h = target_size(request.width, request.height, hr.scale, hr.resize_x, hr.resize_y)
+        if min(w, h) < 8 or max(w, h) > limits.max_side:
+            raise InvalidRequest(f"Hires fix size {w}x{h} is not possible: each side must be 8 to {limits.max_side}.")
 
 
 class BodyLimitMiddleware:

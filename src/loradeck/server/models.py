@@ -1,7 +1,9 @@
 """A1111's request and response shapes (``modules/api/models.py``), as pydantic models with A1111's defaults.
 
-Fields we accept but do not act on (hires fix, scripts, variation seeds…) are kept so that clients which send them
-are not refused; their values are echoed back in ``parameters`` like A1111 does.
+The hires fix is honoured (``enable_hr``, ``hr_scale``, ``hr_upscaler``, ``hr_second_pass_steps``, ``hr_resize_x/y``,
+``denoising_strength``). Fields we accept but do not act on (a separate hires sampler, prompt or checkpoint, scripts,
+variation seeds…) are kept so that clients which send them are not refused; their values are echoed back in
+``parameters`` like A1111 does.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ from typing import Any
 
 from loradeck.errors import InvalidRequest
 from loradeck.prompt.infotext import infotext_settings
+from loradeck.prompt.pnginfo import hires_from_params
 from loradeck.prompt.samplers import resolve_sampler
 from loradeck.prompt.tags import rename_by_hashes
-from loradeck.requests import GenerationRequest
+from loradeck.requests import GenerationRequest, HiresFix
 
 # The form's fields, in the order the Generate tab lists its components.
 FORM_FIELDS = (
@@ -27,6 +28,11 @@ FORM_FIELDS = (
     "height",
     "batch_count",
     "batch_size",
+    "hires",
+    "hr_scale",
+    "hr_upscaler",
+    "hr_steps",
+    "hr_denoise",
 )
 
 
@@ -51,6 +57,12 @@ def fields_from_infotext(text: str, name_for_hash: Callable[[str], str | None] |
     ):
         if value is not None:
             values[key] = value
+    hr = hires_from_params(s.params)
+    values["hires"] = hr is not None
+    if hr is not None:
+        values |= {"hr_upscaler": hr.upscaler, "hr_steps": hr.steps, "hr_denoise": hr.denoising_strength}
+        if not (hr.resize_x or hr.resize_y):
+            values["hr_scale"] = hr.scale
     return values
 
 
@@ -80,6 +92,14 @@ def build_request(values: dict[str, Any], checkpoint: str | None) -> GenerationR
         batch_count=number("batch_count", int, 1),
         batch_size=number("batch_size", int, 1),
         checkpoint=checkpoint or None,
+        hires=HiresFix(
+            scale=number("hr_scale", float, 2.0),
+            upscaler=values.get("hr_upscaler") or "Latent",
+            steps=number("hr_steps", int, 0),
+            denoising_strength=number("hr_denoise", float, 0.7),
+        )
+        if values.get("hires")
+        else None,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from loradeck.engine.hires import LATENT_UPSCALERS, PIXEL_UPSCALERS
 from loradeck.engine.schedulers import SAMPLERS, SCHEDULES
 from loradeck.errors import LoradeckError
 from loradeck.ui import status
@@ -21,6 +22,8 @@ from loradeck.ui.weights import MAX_SLOTS, normalise, prompt_loras, set_weight
 
 POLL_S = 0.25
 DEMO = "demo"
+
+HIRES_UPSCALERS = [*LATENT_UPSCALERS, *PIXEL_UPSCALERS]
 
 
 @dataclass
@@ -98,6 +101,27 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
                 batch_size = gr.Slider(
                     1, limits.max_batch, 1, step=1, label="Batch size", elem_id="ld-batch-size", min_width=130
                 )
+            with gr.Accordion("Hires fix", open=False, elem_id="ld-hires"):
+                hires = gr.Checkbox(False, label="Enable", elem_id="ld-hires-enable")
+                with gr.Row():
+                    hr_upscaler = gr.Dropdown(
+                        HIRES_UPSCALERS, value="Latent", label="Upscaler", elem_id="ld-hr-upscaler", min_width=130
+                    )
+                    hr_scale = gr.Slider(1, 4, 2, step=0.05, label="Upscale by", elem_id="ld-hr-scale", min_width=130)
+                with gr.Row():
+                    hr_steps = gr.Slider(
+                        0,
+                        limits.max_steps,
+                        0,
+                        step=1,
+                        label="Hires steps",
+                        info="0 = same as Steps",
+                        elem_id="ld-hr-steps",
+                        min_width=130,
+                    )
+                    hr_denoise = gr.Slider(
+                        0.01, 1, 0.7, step=0.01, label="Denoising strength", elem_id="ld-hr-denoise", min_width=130
+                    )
             with gr.Row(elem_classes="ld-seed-row"):
                 seed = gr.Number(
                     -1, label="Seed", info="-1 = random", precision=0, elem_id="ld-seed", min_width=120, scale=3
@@ -140,7 +164,24 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
     gr.Markdown("### LoRAs", elem_classes="ld-section-title")
     cards = build_cards(catalog, prompt, negative, family, status_box)
 
-    form = [prompt, negative, sampler, schedule, steps, cfg, seed, width, height, batch_count, batch_size]
+    form = [
+        prompt,
+        negative,
+        sampler,
+        schedule,
+        steps,
+        cfg,
+        seed,
+        width,
+        height,
+        batch_count,
+        batch_size,
+        hires,
+        hr_scale,
+        hr_upscaler,
+        hr_steps,
+        hr_denoise,
+    ]
     tab = GenerateTab(form, prompt, negative, checkpoint, family, last_good, status_box, cards)
 
     # ---------------------------------------------------------------------------------------------- generation
@@ -156,16 +197,17 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
         height_,
         count,
         size,
+        hires_,
+        hr_scale_,
+        hr_upscaler_,
+        hr_steps_,
+        hr_denoise_,
         model,
         request: gr.Request,
     ):
-        values = dict(
-            zip(
-                FORM_FIELDS,
-                (text, negative_text, sampler_, schedule_, steps_, cfg_, seed_, width_, height_, count, size),
-                strict=True,
-            )
-        )
+        given = (text, negative_text, sampler_, schedule_, steps_, cfg_, seed_, width_, height_, count, size)
+        given += (hires_, hr_scale_, hr_upscaler_, hr_steps_, hr_denoise_)
+        values = dict(zip(FORM_FIELDS, given, strict=True))
         try:
             req = build_request(values, None if model == DEMO else model)
         except LoradeckError as exc:

@@ -1,0 +1,55 @@
+"""A1111's hires fix: upscale the first pass (latents or picture) and redraw it with img2img at the larger size.
+
+Upscalers by their A1111 names: the latent ones interpolate the first pass's latents; "Lanczos" and "Nearest" resize
+the decoded picture. Model upscalers (ESRGAN, 4x-UltraSharp, …) need weights we do not ship: they fall back to
+Lanczos with a warning, and the infotext records what was used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+LATENT_UPSCALERS = {  # name → (interpolation mode, antialias), as A1111's shared.latent_upscale_modes
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+PIXEL_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
+FALLBACK = "Lanczos"
+
+
+def target_size(width: int, height: int, scale: float, resize_x: int = 0, resize_y: int = 0) -> tuple[int, int]:
+    """The second pass's size as A1111 computes it (scale, or a resize keeping the aspect when one side is 0),
+    rounded down to a multiple of 8."""
+    if resize_x == 0 and resize_y == 0:
+        w, h = int(width * scale), int(height * scale)
+    elif resize_y == 0:
+        w, h = resize_x, resize_x * height // width
+    elif resize_x == 0:
+        w, h = resize_y * width // height, resize_y
+    else:
+        w, h = resize_x, resize_y
+    return w // 8 * 8, h // 8 * 8
+
+
+def resolve_upscaler(name: str | None) -> tuple[str, str | None]:
+    """(the upscaler that will be used, a warning or None). None → "Latent", A1111's default."""
+    name = name or "Latent"
+    if name in LATENT_UPSCALERS or name in PIXEL_UPSCALERS:
+        return name, None
+    return FALLBACK, f"Hires upscaler {name} is not available in loradeck; {FALLBACK} was used instead."
+
+
+def upscale_latents(latents: torch.Tensor, width: int, height: int, name: str, scale_factor: int) -> torch.Tensor:
+    mode, antialias = LATENT_UPSCALERS[name]
+    size = (height // scale_factor, width // scale_factor)
+    return F.interpolate(latents.float(), size=size, mode=mode, antialias=antialias).to(latents.dtype)
+
+
+def upscale_picture(picture: Image.Image, width: int, height: int, name: str) -> Image.Image:
+    return picture.resize((width, height), PIXEL_UPSCALERS[name])
