@@ -59,7 +59,8 @@ class Studio:
 
         quiet_libraries()
         self.settings = settings.with_(**overrides) if settings else load_settings(**overrides)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # held for whole generations and model loads
+        self._library_lock = threading.Lock()
         self._model: LoadedModel | None = None
         self._library = None
         self._loras: dict[tuple[str, float], Any] = {}  # (path, mtime) -> parsed LoRA file
@@ -69,22 +70,22 @@ class Studio:
     # ------------------------------------------------------------------------------------------------ library
     @property
     def library(self):
-        if self._library is None:
-            from loradeck.library import Library
+        with self._library_lock:  # only creation needs it: the library guards its own scans and tables
+            if self._library is None:
+                from loradeck.library import Library
 
-            self._library = Library(
-                lora_dir=self.settings.lora_path,
-                checkpoint_dir=self.settings.checkpoint_dir,
-                cache_dir=self.settings.cache_dir,
-                extra_lora_dirs=[demo_lora_dir()],
-            )
-        return self._library
+                self._library = Library(
+                    lora_dir=self.settings.lora_path,
+                    checkpoint_dir=self.settings.checkpoint_dir,
+                    cache_dir=self.settings.cache_dir,
+                    extra_lora_dirs=[demo_lora_dir()],
+                )
+            return self._library
 
     def loras(self, on_progress=None) -> list:
-        """Library entries of every LoRA, after scanning new or changed files."""
-        with self._lock:
-            self.library.scan(on_progress=on_progress)
-            return self.library.loras()
+        """Library entries of every LoRA, after scanning new or changed files (does not wait for a generation)."""
+        self.library.scan(on_progress=on_progress)
+        return self.library.loras()
 
     def train(self, config, on_progress=None, cancel=None):
         """Train a LoRA (``loradeck.train.TrainConfig``) into the LoRA folder; the library sees it at once.

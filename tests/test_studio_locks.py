@@ -1,0 +1,31 @@
+"""A library rescan (the UI's LoRA cards, /sdapi/v1/loras) does not wait for a running generation."""
+
+from __future__ import annotations
+
+import threading
+
+from loradeck.studio import Studio
+
+
+def test_rescan_runs_while_a_generation_holds_the_studio(tmp_path):
+    studio = Studio(home=tmp_path / "home")
+    generating, finish = threading.Event(), threading.Event()
+
+    def generation() -> None:  # stands for a job: the studio lock is held for its whole length
+        with studio._lock:
+            generating.set()
+            finish.wait(60)
+
+    job = threading.Thread(target=generation)
+    job.start()
+    generating.wait(10)
+    names: list[str] = []
+    scan = threading.Thread(target=lambda: names.extend(e.name for e in studio.loras()))
+    scan.start()
+    scan.join(30)
+    finished_while_generating = not scan.is_alive() and not finish.is_set()
+    finish.set()
+    job.join()
+    scan.join()
+    assert finished_while_generating
+    assert {"stripy", "dotty", "inky"} <= set(names)
