@@ -51,7 +51,9 @@ def site(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("uihome")
     lora_dir, models_dir = home / "models" / "Lora", home / "models" / "Stable-diffusion"
-    stripes = write_demo_lora(lora_dir / "styles" / "pixstripes.safetensors", seed=1)
+    stripes = write_demo_lora(
+        lora_dir / "styles" / "pixstripes.safetensors", seed=1, scale=0.03
+    )  # mild: a readable picture
     write_sidecars(stripes, activation="pixstripes, bold lines", weight=0.7, negative="blurry")
     write_demo_lora(lora_dir / "plainlora.safetensors", seed=2)
     xl = write_demo_lora(lora_dir / "bigstyle.safetensors", seed=3)
