@@ -25,6 +25,8 @@ class GenerationRequest:
     prompt: str
     negative_prompt: str = ""
     seed: int = -1  # -1 = random; image i of the job uses seed + i
+    variation_seed: int = -1  # A1111's subseed: -1 = random; image i uses variation_seed + i
+    variation_strength: float = 0.0  # 0 = no variation
     steps: int = 20
     cfg_scale: float = 7.0
     sampler: str = "Euler a"

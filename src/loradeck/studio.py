@@ -216,6 +216,8 @@ class Studio:
                 first = request.seed if request.seed >= 0 else random.randrange(MAX_SEED)
                 total = request.batch_size * request.batch_count
                 seeds = [first + i for i in range(total)]
+                sub = request.variation_seed if request.variation_seed >= 0 else random.randrange(MAX_SEED)
+                subseeds = [sub + i for i in range(total)] if request.variation_strength > 0 else None
                 images: list[GeneratedImage] = []
                 folder = output_folder(
                     self.settings.outputs_path, "img2img" if request.init_image is not None else "txt2img"
@@ -223,7 +225,9 @@ class Studio:
                 interrupted = False
                 hires = self._hires_plan(request, width, height, warnings)
                 for b in range(request.batch_count):
-                    batch_seeds = seeds[b * request.batch_size : (b + 1) * request.batch_size]
+                    batch = slice(b * request.batch_size, (b + 1) * request.batch_size)
+                    batch_seeds = seeds[batch]
+                    variation = (subseeds[batch], request.variation_strength) if subseeds else None
 
                     def progress(step: int, steps: int, _b: int = b) -> None:
                         if on_progress:
@@ -248,6 +252,7 @@ class Studio:
                             denoising_strength=request.denoising_strength,
                             progress=progress,
                             output="latent" if hires and hires.upscaler in LATENT_UPSCALERS else "pil",
+                            variation=variation,
                             **common,
                         )
                         if hires is not None and pictures is not None:
@@ -259,8 +264,11 @@ class Studio:
                         break
                     if pictures is None:  # skipped
                         continue
-                    for seed, picture in zip(batch_seeds, pictures, strict=True):
-                        infotext = self._infotext(request, plan, model, sampler, schedule, seed, width, height, hires)
+                    for i, (seed, picture) in enumerate(zip(batch_seeds, pictures, strict=True)):
+                        subseed = variation[0][i] if variation else None
+                        infotext = self._infotext(
+                            request, plan, model, sampler, schedule, seed, width, height, hires, subseed
+                        )
                         path = save_png(picture, folder, seed, infotext) if request.save else None
                         images.append(GeneratedImage(picture, seed, infotext, path))
                 return GenerationResult(
@@ -299,6 +307,8 @@ class Studio:
                 )
         if not 1 <= r.steps <= lim.max_steps:
             raise InvalidRequest(f"Steps must be between 1 and {lim.max_steps}, not {r.steps}.")
+        if not 0.0 <= r.variation_strength <= 1.0:
+            raise InvalidRequest(f"Variation strength must be between 0 and 1, not {r.variation_strength}.")
         if not 1 <= r.batch_size <= lim.max_batch or r.batch_count < 1:
             raise InvalidRequest(f"Batch size must be between 1 and {lim.max_batch} and batch count at least 1.")
         if r.init_image is not None and not 0.0 < r.denoising_strength <= 1.0:
@@ -370,7 +380,7 @@ class Studio:
             **common,
         )
 
-    def _infotext(self, request, plan, model, sampler, schedule, seed, width, height, hires=None) -> str:
+    def _infotext(self, request, plan, model, sampler, schedule, seed, width, height, hires=None, subseed=None) -> str:
         from loradeck.prompt.infotext import format_infotext
 
         params: dict[str, Any] = {
@@ -382,6 +392,8 @@ class Studio:
             "Size": f"{width}x{height}",
             "Model hash": model.short_hash,
             "Model": model.name,
+            "Variation seed": subseed,
+            "Variation seed strength": request.variation_strength if subseed is not None else None,
             "Denoising strength": request.denoising_strength if request.init_image is not None else None,
             "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
             "RNG": "CPU",

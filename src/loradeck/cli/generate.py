@@ -32,6 +32,10 @@ def generate(
     ] = None,
     init_image: Annotated[Path | None, typer.Option(help="img2img: the starting picture.")] = None,
     denoise: Annotated[float, typer.Option(help="img2img denoising strength.")] = 0.75,
+    variation_seed: Annotated[int, typer.Option(help="Variation seed (A1111's subseed; -1 = random).")] = -1,
+    variation_strength: Annotated[
+        float, typer.Option(help="How far toward the variation seed's noise (0 = none, 1 = all).")
+    ] = 0.0,
     hires: Annotated[bool, typer.Option("--hires", help="Hires fix: redraw at a larger size (txt2img).")] = False,
     hr_scale: Annotated[float, typer.Option(help="Hires fix: upscale factor.")] = 2.0,
     hr_upscaler: Annotated[
@@ -79,6 +83,8 @@ def generate(
             prompt=prompt,
             negative_prompt=negative,
             seed=seed,
+            variation_seed=variation_seed,
+            variation_strength=variation_strength,
             steps=steps,
             cfg_scale=cfg,
             sampler=sampler,

@@ -117,13 +117,15 @@ class Runner:
         on_latents: Callable[[torch.Tensor], None] | None = None,
         cond_at: Callable[[int], Conditioning] | None = None,
         output: str = "pil",
+        variation: tuple[list[int], float] | None = None,
     ) -> list[Image.Image] | torch.Tensor | None:
         """One batch: ``len(seeds)`` images, image i drawn from its own CPU generator seeded ``seeds[i]``.
 
         ``cond_at(step)`` gives the conditioning of each sampling step (0-based) when it changes during sampling
         (prompt editing); ``cond`` is step 0's. ``init_image`` (img2img) is a picture, one per seed, or latents [n, c, h, w] (the
         hires fix's latent upscale); ``output="latent"`` returns the final latents instead of pictures. Returns None
-        when the batch was skipped; raises Cancelled when interrupted.
+        when the batch was skipped; raises Cancelled when interrupted. ``variation`` = (subseeds, strength): A1111's
+        variation seeds for the starting noise (txt2img).
         """
         if width % 8 or height % 8 or width < 8 or height < 8:
             raise InvalidRequest(f"Size {width}x{height} is not possible: width and height must be multiples of 8.")
@@ -166,6 +168,12 @@ class Runner:
             + (["add_text_embeds"] if self.c.is_sdxl else []),
         )
         kwargs |= cond.repeat(n)
+        if variation is not None and init_image is None:
+            from loradeck.engine.noise import variation_noise
+
+            f = self.c.vae_scale_factor
+            shape = (self.c.unet.config.in_channels, height // f, width // f)
+            kwargs["latents"] = variation_noise(generators, variation[0], variation[1], shape, self.dtype)
         if isinstance(init_image, torch.Tensor):
             kwargs |= dict(image=init_image.to(self.device, self.dtype), strength=denoising_strength)
         elif init_image is not None:

@@ -274,17 +274,17 @@ def infotext_settings(source: str | Mapping[str, Any]) -> InfotextSettings:
     return InfotextSettings(
         prompt=str(params.get("Prompt", "")),
         negative_prompt=str(params.get("Negative prompt", "")),
-        steps=_typed(params, "Steps", int),
+        steps=typed_param(params, "Steps", int),
         sampler=params.get("Sampler"),
         schedule_type=str(params.get("Schedule type", AUTOMATIC)),
-        cfg_scale=_typed(params, "CFG scale", float),
-        seed=_typed(params, "Seed", int),
-        width=_typed(params, "Size-1", int),
-        height=_typed(params, "Size-2", int),
-        clip_skip=_typed(params, "Clip skip", int) or 1,
+        cfg_scale=typed_param(params, "CFG scale", float),
+        seed=typed_param(params, "Seed", int),
+        width=typed_param(params, "Size-1", int),
+        height=typed_param(params, "Size-2", int),
+        clip_skip=typed_param(params, "Clip skip", int) or 1,
         model=params.get("Model"),
         model_hash=params.get("Model hash"),
-        denoising_strength=_typed(params, "Denoising strength", float),
+        denoising_strength=typed_param(params, "Denoising strength", float),
         emphasis=str(params.get("Emphasis", "Original")),
         rng=str(params.get("RNG", "GPU")),
         lora_hashes=parse_lora_hashes(hashes) if isinstance(hashes, str) else {},
@@ -293,7 +293,7 @@ def infotext_settings(source: str | Mapping[str, Any]) -> InfotextSettings:
     )
 
 
-def _typed(params: Mapping[str, Any], key: str, kind: type) -> Any:
+def typed_param(params: Mapping[str, Any], key: str, kind: type) -> Any:
     value = params.get(key)
     if value is None or value == "":
         return None

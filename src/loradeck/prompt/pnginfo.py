@@ -140,7 +140,7 @@ def _utf16_order(body: bytes) -> str:
 
 def request_from_png(path: str | Path) -> Any:
     """A ``GenerationRequest`` that re-renders the picture at ``path`` from its infotext (txt2img)."""
-    from loradeck.prompt.infotext import infotext_settings
+    from loradeck.prompt.infotext import infotext_settings, typed_param
     from loradeck.prompt.samplers import resolve_sampler
     from loradeck.requests import GenerationRequest
 
@@ -162,13 +162,17 @@ def request_from_png(path: str | Path) -> Any:
         if value is not None:
             setattr(request, attr, value)
     request.clip_skip = s.clip_skip
+    strength = typed_param(s.params, "Variation seed strength", float)
+    if strength:
+        request.variation_strength = strength
+        request.variation_seed = typed_param(s.params, "Variation seed", int) or 0
     request.hires = hires_from_params(s.params)
     return request
 
 
 def hires_from_params(params: dict[str, Any]) -> Any:
     """The hires fix an infotext records (``Hires upscale`` or ``Hires resize``), or None."""
-    from loradeck.prompt.infotext import _typed
+    from loradeck.prompt.infotext import typed_param
     from loradeck.requests import HiresFix
 
     resize = str(params.get("Hires resize") or "")
@@ -178,13 +182,13 @@ def hires_from_params(params: dict[str, Any]) -> Any:
     if resize:
         x, _, y = resize.partition("x")
         hr.resize_x, hr.resize_y = (
-            _typed({"Hires resize": x}, "Hires resize", int),
-            _typed({"Hires resize": y}, "Hires resize", int),
+            typed_param({"Hires resize": x}, "Hires resize", int),
+            typed_param({"Hires resize": y}, "Hires resize", int),
         )
     else:
-        hr.scale = _typed(params, "Hires upscale", float)
-    hr.steps = _typed(params, "Hires steps", int) or 0
-    denoise = _typed(params, "Denoising strength", float)
+        hr.scale = typed_param(params, "Hires upscale", float)
+    hr.steps = typed_param(params, "Hires steps", int) or 0
+    denoise = typed_param(params, "Denoising strength", float)
     if denoise is not None:
         hr.denoising_strength = denoise
     return hr
