@@ -114,49 +114,47 @@ class Library:
     refresh = scan  # A1111's "refresh-loras"/"refresh-checkpoints": same walk, the index makes it cheap
 
     def _scan_loras(self, root: Path, found: list[Found], progress: _Progress):
-        cached = self.index.rows(str(root), "lora")
+        return self._scan_root(
+            root, found, "lora", lambda f: lora_row(f, root, self._hash), lambda r, f: lora_entry(r, f, root), progress
+        )
+
+    def _scan_checkpoints(self, found: list[Found], progress: _Progress):
+        root = self.checkpoint_dir
+        entries, errors, _read, reused = self._scan_root(
+            root,
+            found,
+            "checkpoint",
+            lambda f: checkpoint_row(f, root),
+            lambda r, f: checkpoint_entry(r, f, root),
+            progress,
+        )
+        return entries, errors, reused
+
+    def _scan_root(self, root: Path, found: list[Found], kind: str, make_row, make_entry, progress: _Progress):
+        """Entries for ``found`` under ``root``: index rows reused when size and mtime match, else read (and hashed,
+        for LoRAs) and written back in batches; rows of vanished files pruned. → (entries, errors, read, reused)."""
+        cached = self.index.rows(str(root), kind)
         entries, errors, pending = [], [], []
-        hashed = reused = 0
+        read = reused = 0
         for f in found:
             row = cached.get(str(f.path))
             if row is not None and row.is_current(f.stat.st_size, f.stat.st_mtime_ns):
                 reused += 1
             else:
-                row = lora_row(f, root, self._hash)
-                hashed += 1
+                row = make_row(f)
+                read += 1
                 pending.append(row)
                 if len(pending) >= _BATCH:
                     self.index.put(pending)
                     pending = []
             if row.error:
-                errors.append(ScanError(f.path, "lora", row.error))
+                errors.append(ScanError(f.path, kind, row.error))
             else:
-                entries.append(lora_entry(row, f, root))
+                entries.append(make_entry(row, f))
             progress.step(f.path)
         self.index.put(pending)
-        self.index.prune(str(root), "lora", {str(f.path) for f in found})
-        return entries, errors, hashed, reused
-
-    def _scan_checkpoints(self, found: list[Found], progress: _Progress):
-        root = self.checkpoint_dir
-        cached = self.index.rows(str(root), "checkpoint")
-        entries, errors, pending = [], [], []
-        reused = 0
-        for f in found:
-            row = cached.get(str(f.path))
-            if row is not None and row.is_current(f.stat.st_size, f.stat.st_mtime_ns):
-                reused += 1
-            else:
-                row = checkpoint_row(f, root)
-                pending.append(row)
-            if row.error:
-                errors.append(ScanError(f.path, "checkpoint", row.error))
-            else:
-                entries.append(checkpoint_entry(row, f, root))
-            progress.step(f.path)
-        self.index.put(pending)
-        self.index.prune(str(root), "checkpoint", {str(f.path) for f in found})
-        return entries, errors, reused
+        self.index.prune(str(root), kind, {str(f.path) for f in found})
+        return entries, errors, read, reused
 
     def _ensure_scanned(self) -> None:
         if not self._scanned:
