@@ -156,6 +156,12 @@ def test_hires_fields_round_trip_through_the_infotext():
     assert (values["hr_steps"], values["hr_denoise"]) == (6, 0.45)
     assert build_request(values, None).hires == HiresFix(1.5, "Latent (bicubic)", 6, 0.45)
     assert fields_from_infotext(format_infotext("x", "", {"Steps": 3}))["hires"] is False
+    varied = fields_from_infotext(
+        format_infotext("x", "", {"Steps": 3, "Variation seed": 77, "Variation seed strength": 0.25})
+    )
+    assert (varied["variation_seed"], varied["variation_strength"]) == (77, 0.25)
+    request = build_request(varied, None)
+    assert (request.variation_seed, request.variation_strength) == (77, 0.25)
     assert build_request({"prompt": "x", "hires": False, "hr_scale": 3}, None).hires is None
 
 

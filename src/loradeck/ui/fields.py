@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loradeck.errors import InvalidRequest
-from loradeck.prompt.infotext import infotext_settings
+from loradeck.prompt.infotext import infotext_settings, typed_param
 from loradeck.prompt.pnginfo import hires_from_params
 from loradeck.prompt.samplers import resolve_sampler
 from loradeck.prompt.tags import rename_by_hashes
@@ -33,6 +33,8 @@ FORM_FIELDS = (
     "hr_upscaler",
     "hr_steps",
     "hr_denoise",
+    "variation_seed",
+    "variation_strength",
 )
 
 
@@ -57,6 +59,10 @@ def fields_from_infotext(text: str, name_for_hash: Callable[[str], str | None] |
     ):
         if value is not None:
             values[key] = value
+    strength = typed_param(s.params, "Variation seed strength", float) or 0.0
+    values["variation_strength"] = strength
+    if strength:
+        values["variation_seed"] = typed_param(s.params, "Variation seed", int)
     hr = hires_from_params(s.params)
     values["hires"] = hr is not None
     if hr is not None:
@@ -92,6 +98,8 @@ def build_request(values: dict[str, Any], checkpoint: str | None) -> GenerationR
         batch_count=number("batch_count", int, 1),
         batch_size=number("batch_size", int, 1),
         checkpoint=checkpoint or None,
+        variation_seed=number("variation_seed", int, -1),
+        variation_strength=number("variation_strength", float, 0.0),
         hires=HiresFix(
             scale=number("hr_scale", float, 2.0),
             upscaler=values.get("hr_upscaler") or "Latent",

@@ -129,6 +129,14 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
                 with gr.Column(scale=1, min_width=110, elem_classes="ld-seed-buttons"):
                     random_seed = gr.Button("Random", elem_id="ld-seed-random", size="sm")
                     reuse_seed = gr.Button("Reuse last", elem_id="ld-seed-reuse", size="sm")
+            with gr.Accordion("Variation seed", open=False, elem_id="ld-variation"):
+                with gr.Row():
+                    variation_seed = gr.Number(
+                        -1, label="Variation seed", info="-1 = random", precision=0, elem_id="ld-variation-seed"
+                    )
+                    variation_strength = gr.Slider(
+                        0, 1, 0, step=0.01, label="Variation strength", elem_id="ld-variation-strength"
+                    )
             with gr.Group(elem_id="ld-weights", elem_classes="ld-weights"):
                 gr.Markdown("**LoRA weights in this prompt**", elem_classes="ld-weights-title")
                 sliders = [
@@ -181,6 +189,8 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
         hr_upscaler,
         hr_steps,
         hr_denoise,
+        variation_seed,
+        variation_strength,
     ]
     tab = GenerateTab(form, prompt, negative, checkpoint, family, last_good, status_box, cards)
 
@@ -202,11 +212,13 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
         hr_upscaler_,
         hr_steps_,
         hr_denoise_,
+        variation_seed_,
+        variation_strength_,
         model,
         request: gr.Request,
     ):
         given = (text, negative_text, sampler_, schedule_, steps_, cfg_, seed_, width_, height_, count, size)
-        given += (hires_, hr_scale_, hr_upscaler_, hr_steps_, hr_denoise_)
+        given += (hires_, hr_scale_, hr_upscaler_, hr_steps_, hr_denoise_, variation_seed_, variation_strength_)
         values = dict(zip(FORM_FIELDS, given, strict=True))
         try:
             req = build_request(values, None if model == DEMO else model)
