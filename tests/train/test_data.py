@@ -157,3 +157,34 @@ def test_noise_draw_and_min_snr_weights_follow_the_formulas():
     snr = torch.tensor([0.5, 5.0, 50.0])
     assert torch.allclose(min_snr_weights(snr, 5.0), torch.tensor([1.0, 1.0, 0.1]))
     assert torch.allclose(min_snr_weights(snr, 5.0, "v_prediction"), torch.tensor([0.5 / 1.5, 5 / 6, 5 / 51]))
+
+
+def test_caption_tag_dropout_keeps_trigger_and_kept_tags_and_drops_at_the_rate():
+    rng = random.Random(3)
+    tags = ", ".join(f"t{i}" for i in range(40))
+    dropped = 0
+    for _ in range(200):
+        parts = process_caption(tags, rng, shuffle=False, keep_tokens=2, trigger="sks", tag_dropout=0.25).split(", ")
+        assert parts[:3] == ["sks", "t0", "t1"]  # the trigger and the kept tags never go
+        assert parts[3:] == [t for t in (f"t{i}" for i in range(2, 40)) if t in parts[3:]]  # order kept (no shuffle)
+        dropped += 38 - len(parts[3:])
+    assert abs(dropped / (200 * 38) - 0.25) < 0.02  # ≈ the rate over 7,600 draws
+
+
+def test_whole_caption_dropout_by_rate_and_by_epoch(tmp_path):
+    from loradeck.train.captions import drops_caption
+    from loradeck.train.dataset import BucketSettings, TrainDataset
+
+    rng = random.Random(0)
+    share = sum(drops_caption(rng, 1, 0.3, 0) for _ in range(5000)) / 5000
+    assert abs(share - 0.3) < 0.02
+    assert [drops_caption(random.Random(0), e, 0.0, 3) for e in range(1, 7)] == [False, False, True] * 2
+    draw_pictures(tmp_path / "data" / "2_style", 3)
+    spec = scan_dataset(tmp_path / "data", None)
+    ds = TrainDataset(
+        spec, BucketSettings.for_resolution(32), 2, seed=1, trigger="stripy", caption_dropout=(0.0, 2, 0.0)
+    )
+    per_epoch = ds.batches_per_epoch
+    first = [c for s in range(per_epoch) for c in ds.batch(s, encode=lambda px: px).captions]
+    second = [c for s in range(per_epoch, 2 * per_epoch) for c in ds.batch(s, encode=lambda px: px).captions]
+    assert all(c.startswith("stripy") for c in first) and second == [""] * len(second)  # epoch 2 of 2: all dropped

@@ -57,6 +57,15 @@ def train(
     keep_tokens: Annotated[
         int | None, typer.Option(help="Tags kept in front when shuffling.", rich_help_panel=_ADV)
     ] = None,
+    caption_dropout_rate: Annotated[
+        float | None, typer.Option(help="Train this share of steps with an empty caption.", rich_help_panel=_ADV)
+    ] = None,
+    caption_dropout_every_n_epochs: Annotated[
+        int | None, typer.Option(help="Every Nth epoch trains with empty captions.", rich_help_panel=_ADV)
+    ] = None,
+    caption_tag_dropout_rate: Annotated[
+        float | None, typer.Option(help="Drop each tag after the kept ones with this chance.", rich_help_panel=_ADV)
+    ] = None,
     flip_aug: Annotated[
         bool | None, typer.Option("--flip-aug", help="Random horizontal flips.", rich_help_panel=_ADV)
     ] = None,
@@ -85,6 +94,8 @@ def train(
         min_snr_gamma=min_snr_gamma, noise_offset=noise_offset, conv_rank=conv_rank, conv_alpha=conv_alpha,
         sample_prompts=sample_prompt or None, sample_every=sample_every, save_every=save_every, resume=resume,
         seed=seed, shuffle_caption=shuffle_caption, keep_tokens=keep_tokens, flip_aug=flip_aug,
+        caption_dropout_rate=caption_dropout_rate, caption_dropout_every_n_epochs=caption_dropout_every_n_epochs,
+        caption_tag_dropout_rate=caption_tag_dropout_rate,
         dataset_config=dataset_config, reg_data=reg_data, output_dir=output_dir, lora_dir=lora_dir, device=device,
     )  # fmt: skip
     cfg = TrainConfig.from_toml(config, **flags) if config else TrainConfig().with_(**flags)

@@ -92,6 +92,9 @@ class TrainConfig:
     caption_extension: str = ".txt"  # ".caption" is accepted as well whatever this says
     shuffle_caption: bool = False
     keep_tokens: int = 0
+    caption_dropout_rate: float = 0.0  # kohya: the whole caption becomes "" with this probability
+    caption_dropout_every_n_epochs: int = 0  # kohya: every Nth epoch (1-based) trains with empty captions
+    caption_tag_dropout_rate: float = 0.0  # kohya: each tag after the kept ones is dropped with this probability
     flip_aug: bool = False
     # outputs
     output_dir: Path | None = None  # state, samples, loss curve (default <home>/training/<name>)
@@ -159,6 +162,15 @@ class TrainConfig:
             (self.cache_latents in CACHE_MODES, f"cache latents must be one of {', '.join(CACHE_MODES)}"),
             (self.warmup >= 0, f"warmup must not be negative ({self.warmup})"),
             (self.keep_tokens >= 0, f"keep tokens must not be negative ({self.keep_tokens})"),
+            (
+                0 <= self.caption_dropout_rate <= 1,
+                f"caption dropout rate must be in [0, 1] ({self.caption_dropout_rate})",
+            ),
+            (
+                0 <= self.caption_tag_dropout_rate <= 1,
+                f"caption tag dropout rate must be in [0, 1] ({self.caption_tag_dropout_rate})",
+            ),
+            (self.caption_dropout_every_n_epochs >= 0, "caption dropout every N epochs must not be negative"),
             (self.save_every >= 0 and self.sample_every >= 0, "save and sample intervals must not be negative"),
             (self.noise_offset >= 0, f"noise offset must not be negative ({self.noise_offset})"),
             (self.min_snr_gamma is None or self.min_snr_gamma > 0, "min-SNR gamma must be positive"),
@@ -194,7 +206,10 @@ class TrainConfig:
 
 
 _PATHS = {"data", "dataset_config", "reg_data", "output_dir", "lora_dir"}
-_INTS = {"rank", "conv_rank", "steps", "epochs", "batch_size", "seed", "keep_tokens", "save_every", "sample_every"}
+_INTS = {
+    "rank", "conv_rank", "steps", "epochs", "batch_size", "seed", "keep_tokens", "save_every", "sample_every",
+    "caption_dropout_every_n_epochs",
+}  # fmt: skip
 
 
 def _coerce(name: str, value: Any) -> Any:

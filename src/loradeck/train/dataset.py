@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageOps
 
 from loradeck.train.buckets import fit, make_buckets, no_upscale_bucket, pick_bucket
-from loradeck.train.captions import process_caption
+from loradeck.train.captions import drops_caption, process_caption
 from loradeck.train.data_scan import DatasetSpec
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]  # pixels NCHW in [-1, 1] → latents NCHW
@@ -65,12 +65,14 @@ class TrainDataset:
         trigger: str = "",
         shuffle_caption: bool = False,
         keep_tokens: int = 0,
+        caption_dropout: tuple[float, int, float] = (0.0, 0, 0.0),  # rate, every N epochs, tag rate
         flip_aug: bool = False,
         num_processes: int = 1,
         process_index: int = 0,
     ):
         self.spec, self.settings, self.batch_size, self.seed = spec, buckets, batch_size, seed
         self.trigger = trigger
+        self.caption_dropout = caption_dropout
         self.num_processes, self.process_index = num_processes, process_index
         subsets = spec.subsets
         self._shuffle = [s.shuffle_caption if s.shuffle_caption is not None else shuffle_caption for s in subsets]
@@ -181,6 +183,10 @@ class TrainDataset:
             item = self.spec.items[idx]
             flip = self._flip[item.subset] and rng.random() < 0.5
             latents.append(self._latent(idx, flip, encode))
+            rate, every, tag_rate = self.caption_dropout
+            if drops_caption(rng, epoch + 1, rate, every):
+                captions.append("")  # kohya drops everything, trigger included: unconditional training
+                continue
             captions.append(
                 process_caption(
                     item.caption,
@@ -188,6 +194,7 @@ class TrainDataset:
                     shuffle=self._shuffle[item.subset],
                     keep_tokens=self._keep[item.subset],
                     trigger="" if item.is_reg else self.trigger,
+                    tag_dropout=tag_rate,
                 )
             )
         return Batch(torch.stack(latents), captions)

@@ -137,6 +137,11 @@ class _Run:
             trigger=cfg.trigger,
             shuffle_caption=cfg.shuffle_caption,
             keep_tokens=cfg.keep_tokens,
+            caption_dropout=(
+                cfg.caption_dropout_rate,
+                cfg.caption_dropout_every_n_epochs,
+                cfg.caption_tag_dropout_rate,
+            ),
             flip_aug=cfg.flip_aug,
             num_processes=num_processes,
             process_index=index,
