@@ -137,7 +137,7 @@ class Runner:
         n = len(seeds)
         # CPU generators: the same seed gives the same picture on every machine (A1111's RNG "CPU").
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        scheduler = make_scheduler(self.c.scheduler_config, sampler, schedule, seeds=seeds)
+        scheduler = make_scheduler(self.c.scheduler_config, sampler, schedule, seeds=seeds, sdxl=self.c.is_sdxl)
         pipe = self.img2img if init_image is not None else self.txt2img
         pipe.scheduler = scheduler
         total = steps if init_image is None else max(1, int(steps * min(denoising_strength, 1.0)))

@@ -13,6 +13,7 @@ from typing import Any
 
 import diffusers
 
+from loradeck.engine.sigmas import SIGMA_SCHEDULERS, SIGMA_SCHEDULES, install
 from loradeck.errors import InvalidRequest
 from loradeck.prompt.samplers import effective_schedule, resolve_sampler
 
@@ -53,6 +54,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "Simple": {"timestep_spacing": "trailing"},
     "Normal": {"timestep_spacing": "linspace"},
     "DDIM": {"timestep_spacing": "leading"},
+    **{name: {} for name in SIGMA_SCHEDULES},  # lists of sigmas, installed after construction (engine.sigmas)
 }
 
 
@@ -72,17 +74,22 @@ def resolve(sampler: str | None, schedule: str | None = None) -> tuple[str, str]
     return label, sched
 
 
-def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, seeds: list[int] | None = None):
+def make_scheduler(
+    base_config: dict[str, Any], sampler: str, schedule: str, seeds: list[int] | None = None, sdxl: bool = False
+):
     """A fresh diffusers scheduler for ``sampler``/``schedule`` on a model's noise schedule ``base_config``."""
     spec = SAMPLERS[sampler]
     cls = getattr(diffusers, spec.cls)
     accepted = set(inspect.signature(cls.__init__).parameters)
     options = dict(spec.options) | SCHEDULES[schedule]
     refused = [k for k in SCHEDULES[schedule] if k not in accepted]
-    if refused:
+    if refused or (schedule in SIGMA_SCHEDULES and spec.cls not in SIGMA_SCHEDULERS):
         raise InvalidRequest(f"Sampler {sampler!r} does not support the schedule type {schedule!r}.")
     if "noise_sampler_seed" in accepted and seeds is not None:
         options["noise_sampler_seed"] = seeds  # one Brownian tree per image, seeded like its image
     # Our models' configs set clip_sample/thresholding for their own reasons; keep only keys this class knows.
     config = {k: v for k, v in base_config.items() if k in accepted and not k.startswith("_")}
-    return cls(**(config | options))
+    scheduler = cls(**(config | options))
+    if schedule in SIGMA_SCHEDULES:
+        install(scheduler, schedule, sdxl)
+    return scheduler
