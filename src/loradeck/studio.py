@@ -184,104 +184,126 @@ class Studio:
         on_progress: ProgressFn | None = None,
     ) -> GenerationResult:
         """Generate pictures; LoRAs from ``<lora:…>`` tags in the prompt are merged for the duration of the job."""
-        from loradeck.engine.conditioning import PromptSchedules, encode_prompts
-        from loradeck.engine.outputs import output_folder, save_png
         from loradeck.engine.pipeline import Job
-        from loradeck.engine.schedulers import resolve
-        from loradeck.prompt.editing import prompt_schedule
-        from loradeck.prompt.tags import parse_prompt
 
         self._validate(request)
         job = job or Job()
         with self._lock:
             self.current_job = job
             try:
-                if request.checkpoint:
-                    self.load_checkpoint(request.checkpoint)
-                model = self.model
-                sampler, schedule = resolve(request.sampler, request.scheduler)
-                plan = self._plan_loras(request, model)
-                report = model.patcher.apply(plan.stack)
-                warnings = plan.warnings + list(report.warnings)
-                width = request.width or model.runner.c.native_size
-                height = request.height or model.runner.c.native_size
-                negative = parse_prompt(request.negative_prompt, negative=True)  # never activates a LoRA
-                warnings += negative.warnings
-                schedules = PromptSchedules(
-                    lambda pos, neg: encode_prompts(model.base, pos, neg, clip_skip=request.clip_skip),
-                    prompt_schedule(plan.clean_prompt, request.steps),
-                    prompt_schedule(negative.text, request.steps),
-                )
-                cond = schedules.at(0)
-                first = request.seed if request.seed >= 0 else random.randrange(MAX_SEED)
-                total = request.batch_size * request.batch_count
-                seeds = [first + i for i in range(total)]
-                sub = request.variation_seed if request.variation_seed >= 0 else random.randrange(MAX_SEED)
-                subseeds = [sub + i for i in range(total)] if request.variation_strength > 0 else None
+                prep = self._prepare(request)
                 images: list[GeneratedImage] = []
-                folder = output_folder(
-                    self.settings.outputs_path, "img2img" if request.init_image is not None else "txt2img"
-                )
                 interrupted = False
-                hires = self._hires_plan(request, width, height, warnings)
                 for b in range(request.batch_count):
-                    batch = slice(b * request.batch_size, (b + 1) * request.batch_size)
-                    batch_seeds = seeds[batch]
-                    variation = (subseeds[batch], request.variation_strength) if subseeds else None
-
-                    def progress(step: int, steps: int, _b: int = b) -> None:
-                        if on_progress:
-                            on_progress(_b * request.batch_size, step, steps)
-
-                    common = dict(
-                        cfg_scale=request.cfg_scale,
-                        sampler=sampler,
-                        schedule=schedule,
-                        job=job,
-                        on_latents=self._keep_latents,
-                        cond_at=schedules.at if schedules.changes else None,
-                    )
                     try:
-                        pictures = model.runner.run(
-                            cond,
-                            batch_seeds,
-                            steps=request.steps,
-                            width=width,
-                            height=height,
-                            init_image=request.init_image,
-                            denoising_strength=request.denoising_strength,
-                            progress=progress,
-                            output="latent" if hires and hires.upscaler in LATENT_UPSCALERS else "pil",
-                            variation=variation,
-                            **common,
-                        )
-                        if hires is not None and pictures is not None:
-                            pictures = self._hires_pass(
-                                model, request, hires, cond, batch_seeds, pictures, progress, common
-                            )
+                        drawn = self._draw_batch(prep, b, job, on_progress)
                     except Cancelled:
                         interrupted = True
                         break
-                    if pictures is None:  # skipped
-                        continue
-                    for i, (seed, picture) in enumerate(zip(batch_seeds, pictures, strict=True)):
-                        subseed = variation[0][i] if variation else None
-                        infotext = self._infotext(
-                            request, plan, model, sampler, schedule, seed, width, height, hires, subseed
-                        )
-                        path = save_png(picture, folder, seed, infotext) if request.save else None
-                        images.append(GeneratedImage(picture, seed, infotext, path))
+                    images += drawn or []  # None: the batch was skipped
                 return GenerationResult(
                     images=images,
-                    prompt=plan.recorded_prompt,
+                    prompt=prep.plan.recorded_prompt,
                     negative_prompt=request.negative_prompt,
-                    seeds=seeds,
-                    warnings=warnings,
+                    seeds=prep.seeds,
+                    warnings=prep.warnings,
                     interrupted=interrupted,
                 )
             finally:
                 self.current_job = None
                 self._latents = None
+
+    def _prepare(self, request: GenerationRequest) -> _Prepared:
+        """Everything a job's batches share: model and LoRAs applied, sampler, conditioning, seeds, hires plan."""
+        from loradeck.engine.conditioning import PromptSchedules, encode_prompts
+        from loradeck.engine.outputs import output_folder
+        from loradeck.engine.schedulers import resolve
+        from loradeck.prompt.editing import prompt_schedule
+        from loradeck.prompt.tags import parse_prompt
+
+        if request.checkpoint:
+            self.load_checkpoint(request.checkpoint)
+        model = self.model
+        sampler, schedule = resolve(request.sampler, request.scheduler)
+        plan = self._plan_loras(request, model)
+        report = model.patcher.apply(plan.stack)
+        warnings = plan.warnings + list(report.warnings)
+        width = request.width or model.runner.c.native_size
+        height = request.height or model.runner.c.native_size
+        negative = parse_prompt(request.negative_prompt, negative=True)  # never activates a LoRA
+        warnings += negative.warnings
+        schedules = PromptSchedules(
+            lambda pos, neg: encode_prompts(model.base, pos, neg, clip_skip=request.clip_skip),
+            prompt_schedule(plan.clean_prompt, request.steps),
+            prompt_schedule(negative.text, request.steps),
+        )
+        first = request.seed if request.seed >= 0 else random.randrange(MAX_SEED)
+        total = request.batch_size * request.batch_count
+        sub = request.variation_seed if request.variation_seed >= 0 else random.randrange(MAX_SEED)
+        return _Prepared(
+            request=request,
+            model=model,
+            plan=plan,
+            sampler=sampler,
+            schedule=schedule,
+            width=width,
+            height=height,
+            schedules=schedules,
+            seeds=[first + i for i in range(total)],
+            subseeds=[sub + i for i in range(total)] if request.variation_strength > 0 else None,
+            hires=self._hires_plan(request, width, height, warnings),
+            folder=output_folder(
+                self.settings.outputs_path, "img2img" if request.init_image is not None else "txt2img"
+            ),
+            warnings=warnings,
+        )
+
+    def _draw_batch(self, prep: _Prepared, b: int, job, on_progress) -> list[GeneratedImage] | None:
+        """Batch ``b`` of a job: pictures saved with their infotexts; None when skipped; raises Cancelled."""
+        from loradeck.engine.outputs import save_png
+
+        request, model, hires = prep.request, prep.model, prep.hires
+        batch = slice(b * request.batch_size, (b + 1) * request.batch_size)
+        seeds = prep.seeds[batch]
+        variation = (prep.subseeds[batch], request.variation_strength) if prep.subseeds else None
+
+        def progress(step: int, steps: int) -> None:
+            if on_progress:
+                on_progress(b * request.batch_size, step, steps)
+
+        common = dict(
+            cfg_scale=request.cfg_scale,
+            sampler=prep.sampler,
+            schedule=prep.schedule,
+            job=job,
+            on_latents=self._keep_latents,
+            cond_at=prep.schedules.at if prep.schedules.changes else None,
+        )
+        cond = prep.schedules.at(0)
+        pictures = model.runner.run(
+            cond,
+            seeds,
+            steps=request.steps,
+            width=prep.width,
+            height=prep.height,
+            init_image=request.init_image,
+            denoising_strength=request.denoising_strength,
+            progress=progress,
+            output="latent" if hires and hires.upscaler in LATENT_UPSCALERS else "pil",
+            variation=variation,
+            **common,
+        )
+        if hires is not None and pictures is not None:
+            pictures = self._hires_pass(model, request, hires, cond, seeds, pictures, progress, common)
+        if pictures is None:
+            return None
+        images = []
+        for i, (seed, picture) in enumerate(zip(seeds, pictures, strict=True)):
+            subseed = variation[0][i] if variation else None
+            infotext = self._infotext(prep, seed, subseed)
+            path = save_png(picture, prep.folder, seed, infotext) if request.save else None
+            images.append(GeneratedImage(picture, seed, infotext, path))
+        return images
 
     def _keep_latents(self, latents) -> None:
         self._latents = latents  # a reference only; decoded when somebody asks for a preview
@@ -380,16 +402,17 @@ class Studio:
             **common,
         )
 
-    def _infotext(self, request, plan, model, sampler, schedule, seed, width, height, hires=None, subseed=None) -> str:
+    def _infotext(self, prep: _Prepared, seed: int, subseed: int | None) -> str:
         from loradeck.prompt.infotext import format_infotext
 
+        request, model, plan, hires = prep.request, prep.model, prep.plan, prep.hires
         params: dict[str, Any] = {
             "Steps": request.steps,
-            "Sampler": sampler,
-            "Schedule type": schedule,
+            "Sampler": prep.sampler,
+            "Schedule type": prep.schedule,
             "CFG scale": request.cfg_scale,
             "Seed": seed,
-            "Size": f"{width}x{height}",
+            "Size": f"{prep.width}x{prep.height}",
             "Model hash": model.short_hash,
             "Model": model.name,
             "Variation seed": subseed,
@@ -412,6 +435,25 @@ class Studio:
             "Version": f"loradeck {__version__}",
         }
         return format_infotext(plan.recorded_prompt, request.negative_prompt, params)
+
+
+@dataclass
+class _Prepared:
+    """What the batches of one job share (``Studio._prepare``)."""
+
+    request: GenerationRequest
+    model: LoadedModel
+    plan: Any  # studio_loras.LoraPlan
+    sampler: str
+    schedule: str
+    width: int
+    height: int
+    schedules: Any  # engine.conditioning.PromptSchedules
+    seeds: list[int]
+    subseeds: list[int] | None
+    hires: _HiresPlan | None
+    folder: Path
+    warnings: list[str]
 
 
 @dataclass(frozen=True)
