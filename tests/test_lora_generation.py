@@ -38,3 +38,15 @@ def test_tag_equals_merge_into(tmp_path):
     baked = draw("baked.safetensors", "a red circle")
     assert np.abs(tagged - plain).max() > 8  # the LoRA does change the picture
     assert np.abs(tagged - baked).max() <= 1  # ≤ 1/255
+
+
+def test_dyn_in_the_tag_truncates_the_bundled_lora(tmp_path):
+    studio = Studio(home=tmp_path / "home")
+
+    def draw(tag: str) -> np.ndarray:
+        request = GenerationRequest(f"a red circle on a blue background {tag}", seed=2, steps=6, save=False)
+        return np.asarray(studio.generate(request).images[0].image).astype(int)
+
+    full, one, above = draw("<lora:stripy:1>"), draw("<lora:stripy:1:1:1>"), draw("<lora:stripy:1:1:1000>")
+    assert (above == full).all()  # dyn at or above the rank changes nothing
+    assert np.abs(one - full).max() > 0  # rank 1 of the LoRA draws something else

@@ -49,6 +49,8 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
         except LoradeckError as exc:
             warnings.append(str(exc))
             continue
+        if tag.dyn is not None:
+            lora = lora.truncated(tag.dyn)
         stack.append(StackEntry(lora=lora, te=tag.te, unet=tag.unet))
         active.append(entry)
         short = entry.lora_hash

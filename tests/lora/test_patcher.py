@@ -190,3 +190,22 @@ def test_bad_files_raise_format_error(tmp_path, sd1_small):
         load_lora(huge)
     with pytest.raises(FormatError, match="missing.safetensors"):
         load_lora(tmp_path / "missing.safetensors")
+
+
+def test_dyn_truncates_ranks_and_keeps_the_full_rank_scale(sd1_small, tmp_path):
+    """DyLoRA's <lora:name:te:unet:dyn>: up[:, :dyn] @ down[:dyn] · α/r_full (A1111's rebuild_conventional)."""
+    comps, km = sd1_small
+    base = snapshot(comps)
+    lora = _lora(tmp_path, comps, km, "dy", rank=4, alpha=2.0)
+    cut = lora.truncated(2)
+    assert lora.truncated(2) is cut and lora.truncated(8) is not lora  # cached; a dyn above the rank changes nothing
+    assert all(s is lora.modules[n] for n, s in lora.truncated(8).modules.items())
+    LoraPatcher(comps, km).apply([StackEntry(cut, te=0.5, unet=1.0)])
+    now = snapshot(comps)
+    for spec in lora.modules.values():
+        ref = km.resolve(spec.name)
+        m = 0.5 if ref.component == "te1" else 1.0
+        key = f"{ref.component}.{ref.path}.weight"
+        up, down = spec.tensors["lora_up.weight"].flatten(1)[:, :2], spec.tensors["lora_down.weight"].flatten(1)[:2]
+        expected = base[key] + (m * (2.0 / 4) * (up @ down)).reshape(base[key].shape)
+        torch.testing.assert_close(now[key], expected, rtol=1e-5, atol=1e-6)

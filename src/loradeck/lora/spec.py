@@ -58,6 +58,29 @@ class LoraFile:
     layout: str  # "kohya" | "diffusers" | "peft" | "lycoris"
     modules: dict[str, ModuleSpec]
     unparsed_keys: list[str] = field(default_factory=list)
+    _truncated: dict[int, LoraFile] = field(default_factory=dict, repr=False, compare=False)
+
+    def truncated(self, dyn: int) -> LoraFile:
+        """This LoRA cut to its first ``dyn`` ranks (DyLoRA's ``<lora:name:te:unet:dyn>``), as A1111 does it:
+        plain LoRA modules keep ``up[:, :dyn]`` and ``down[:dyn]`` and their scale α/r of the full rank; other
+        modules are unchanged. Cached, so the same ``dyn`` gives the same object (the patcher's switch check)."""
+        if dyn not in self._truncated:
+            modules = {}
+            for name, spec in self.modules.items():
+                t = spec.tensors
+                if spec.kind != "lora" or "lora_mid.weight" in t or t["lora_down.weight"].shape[0] <= dyn:
+                    modules[name] = spec
+                    continue
+                cut = dict(t)
+                cut["lora_down.weight"] = t["lora_down.weight"][:dyn]
+                cut["lora_up.weight"] = t["lora_up.weight"][:, :dyn]
+                scale = spec.alpha / spec.rank if spec.alpha is not None and spec.rank else 1.0
+                cut.setdefault("scale", torch.tensor(scale))
+                modules[name] = ModuleSpec(spec.name, spec.kind, cut, spec.keys)
+            self._truncated[dyn] = LoraFile(
+                self.path, self.metadata, self.family, self.format, self.layout, modules, self.unparsed_keys
+            )
+        return self._truncated[dyn]
 
     @property
     def name(self) -> str:
