@@ -175,3 +175,34 @@ def test_unusable_cache_dir_falls_back_to_memory(dirs, tmp_path):
     lib = Library(lora, ckpt, blocker / "cache")
     assert [e.name for e in lib.loras()] == ["a"]
     assert "not_a_dir" in lib.index.warning
+
+
+class _Payload:
+    """Unpickling this would create a file: a safe loader must refuse it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_pickle_loras_are_read_safely_for_their_family(dirs, make_library, tmp_path):
+    import torch
+
+    lora, _, _ = dirs
+    state = {
+        "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": torch.zeros(4, 768),
+        "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": torch.zeros(3072, 4),
+        "lora_te1_text_model_encoder_layers_0_mlp_fc1.alpha": torch.tensor(2.0),
+    }
+    torch.save(state, lora / "xl_style.pt")
+    marker = tmp_path / "pwned"
+    torch.save({"x": _Payload(str(marker))}, lora / "evil.pt")
+    lib = make_library()
+    xl = lib.resolve_lora("xl_style")
+    assert (xl.family, xl.format, xl.rank, xl.alpha) == (Family.SDXL, "lora", 4, 2.0)
+    evil = lib.resolve_lora("evil")  # still listed, as A1111 lists it; nothing was executed
+    assert evil.family is Family.UNKNOWN and not marker.exists()

@@ -84,6 +84,18 @@ def summarize_lora(header: SafetensorsHeader, path: Path | None = None) -> Summa
     return _fallback_summary(header)
 
 
+def summarize_pickle_lora(path: Path) -> Summary | None:
+    """A ``.pt``/``.ckpt`` LoRA read through the safe unpickler (``torch.load(weights_only=True)``) and the engine's
+    parser; None when it does not read as a LoRA (it stays listed, as in A1111, and says why when it is used)."""
+    try:
+        from loradeck.lora import load_lora
+
+        lora = load_lora(path)
+    except (LoradeckError, ImportError):
+        return None
+    return Summary(lora.family, lora.format, lora.rank, lora.alpha, len(lora.modules))
+
+
 def _a1111_default(metadata: dict[str, str]) -> Family:
     """A1111 ``detect_version``: kohya metadata without v2/sdxl markers means SD1; no metadata means Unknown."""
     return Family.SD1 if any(k.startswith("ss_") for k in metadata) else Family.UNKNOWN

@@ -18,6 +18,7 @@ from loradeck.library.detect import (
     summarize_checkpoint,
     summarize_diffusers_dir,
     summarize_lora,
+    summarize_pickle_lora,
 )
 from loradeck.library.entries import CheckpointEntry, Hashes, LoraEntry
 from loradeck.library.index import Row
@@ -44,6 +45,8 @@ def lora_row(found: Found, root: Path, hash_fn: HashFn) -> Row:
         if path.suffix.lower() == ".safetensors":
             header = read_header(path)
             metadata, summary = header.metadata, summarize_lora(header, path)
+        else:
+            summary = summarize_pickle_lora(path) or summary
         hashes = hash_fn(path)
     except (FormatError, OSError, ValueError) as e:
         return replace(base, error=_why(path, e))
