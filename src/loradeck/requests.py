@@ -18,6 +18,8 @@ class HiresFix:
     denoising_strength: float = 0.7
     resize_x: int = 0  # a fixed size instead of ``scale`` (one side 0 keeps the aspect)
     resize_y: int = 0
+    sampler: str | None = None  # None: the first pass's sampler
+    scheduler: str | None = None  # None: the first pass's schedule type
 
 
 @dataclass

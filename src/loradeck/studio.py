@@ -374,7 +374,12 @@ class Studio:
         side = self.settings.limits.max_side
         if min(tw, th) < 8 or max(tw, th) > side:
             raise InvalidRequest(f"Hires fix size {tw}x{th} is not possible: each side must be 8 to {side}.")
-        return _HiresPlan(upscaler, tw, th, hr.steps or request.steps, hr.denoising_strength, hr)
+        sampler = None
+        if hr.sampler or hr.scheduler:  # A1111's "Hires sampler"; an unset one means the first pass's
+            from loradeck.engine.schedulers import resolve
+
+            sampler = resolve(hr.sampler or request.sampler, hr.scheduler or request.scheduler)
+        return _HiresPlan(upscaler, tw, th, hr.steps or request.steps, hr.denoising_strength, hr, sampler)
 
     def _hires_pass(self, model, request, hires, cond, seeds, first, progress, common):
         """Upscale the first pass and redraw it at the target size (img2img, same seeds)."""
@@ -390,6 +395,8 @@ class Studio:
         def second_progress(step: int, steps: int) -> None:
             progress(done + step, done + steps)
 
+        if hires.sampler is not None:
+            common = common | dict(sampler=hires.sampler[0], schedule=hires.sampler[1])
         return runner.run(
             cond,
             seeds,
@@ -429,6 +436,8 @@ class Studio:
                 "Hires resize": f"{hires.request.resize_x}x{hires.request.resize_y}" if resized else None,
                 "Hires steps": hires.request.steps or None,
                 "Hires upscaler": hires.upscaler,
+                "Hires sampler": hires.sampler[0] if hires.sampler else None,
+                "Hires schedule type": hires.sampler[1] if hires.sampler else None,
             }
         params |= {
             "Lora hashes": plan.lora_hashes or None,
@@ -464,6 +473,7 @@ class _HiresPlan:
     steps: int
     denoising_strength: float
     request: Any  # the HiresFix asked for (what the infotext records)
+    sampler: tuple[str, str] | None = None  # (sampler, schedule) of the second pass; None: the first pass's
 
 
 def demo_model_dir() -> Path:

@@ -114,3 +114,16 @@ def served_demo(tmp_path_factory):
     app = create_app(Studio(home=tmp_path_factory.mktemp("srv")))
     with running_server(app) as url:
         yield url
+
+
+def test_hires_sampler_is_used_for_the_second_pass_and_recorded(studio, monkeypatch):
+    studio.generate(GenerationRequest(PROMPT, steps=2, save=False))
+    calls = _record_runs(studio, monkeypatch)
+    hr = HiresFix(scale=1.5, upscaler="Lanczos", denoising_strength=0.5, sampler="DPM++ 2M")
+    result = studio.generate(GenerationRequest(PROMPT, seed=5, steps=6, sampler="Euler a", hires=hr))
+    first, second = calls
+    assert (first["sampler"], second["sampler"], second["schedule"]) == ("Euler a", "DPM++ 2M", "Karras")
+    assert "Hires sampler: DPM++ 2M, Hires schedule type: Karras" in result.images[0].infotext
+    monkeypatch.undo()
+    again = studio.generate(request_from_png(result.images[0].path))
+    assert (np.asarray(again.images[0].image) == np.asarray(result.images[0].image)).all()

@@ -43,6 +43,7 @@ def generate(
     ] = "Latent",
     hr_steps: Annotated[int, typer.Option(help="Hires fix steps (0 = same as --steps).")] = 0,
     hr_denoise: Annotated[float, typer.Option(help="Hires fix denoising strength.")] = 0.7,
+    hr_sampler: Annotated[str | None, typer.Option(help="Hires fix sampler (default: --sampler).")] = None,
     from_png: Annotated[
         Path | None, typer.Option("--from-png", help="Re-render the settings stored in a PNG's infotext.")
     ] = None,
@@ -99,7 +100,7 @@ def generate(
             denoising_strength=denoise,
             normalize_lora_weights=normalize_lora_weights,
             add_trigger_words=add_trigger_words,
-            hires=HiresFix(hr_scale, hr_upscaler, hr_steps, hr_denoise) if hires else None,
+            hires=HiresFix(hr_scale, hr_upscaler, hr_steps, hr_denoise, sampler=hr_sampler) if hires else None,
         )
     result = _run_with_progress(studio, request)
     for warning in result.warnings:

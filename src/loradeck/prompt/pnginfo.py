@@ -188,6 +188,9 @@ def hires_from_params(params: dict[str, Any]) -> Any:
     else:
         hr.scale = typed_param(params, "Hires upscale", float)
     hr.steps = typed_param(params, "Hires steps", int) or 0
+    if params.get("Hires sampler") not in (None, "", "Use same sampler"):
+        hr.sampler = str(params["Hires sampler"])
+        hr.scheduler = params.get("Hires schedule type") or None
     denoise = typed_param(params, "Denoising strength", float)
     if denoise is not None:
         hr.denoising_strength = denoise

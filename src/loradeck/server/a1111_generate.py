@@ -72,6 +72,8 @@ def _hires(body: Txt2ImgRequest) -> HiresFix | None:
         denoising_strength=body.denoising_strength if body.denoising_strength is not None else 0.7,
         resize_x=body.hr_resize_x,
         resize_y=body.hr_resize_y,
+        sampler=body.hr_sampler_name if body.hr_sampler_name not in (None, "", "Use same sampler") else None,
+        scheduler=body.hr_scheduler if body.hr_scheduler not in (None, "", "Use same scheduler") else None,
     )
 
 
