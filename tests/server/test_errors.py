@@ -62,6 +62,20 @@ def test_bad_picture_is_422(light):
     assert response.status_code == 422 and "not a readable base64 picture" in response.json()["detail"]
 
 
+def test_inpainting_mask_is_refused_not_ignored(light):
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "white").save(buf, format="PNG")
+    picture = base64.b64encode(buf.getvalue()).decode()
+    body = {"prompt": "a", "width": 32, "height": 32, "init_images": [picture], "mask": picture}
+    response = light.post("/sdapi/v1/img2img", json=body)
+    assert response.status_code == 422 and "Inpainting (a mask) is not supported" in response.json()["detail"]
+
+
 def test_broken_model_is_500_and_the_server_keeps_serving(served):
     broken = served["models_dir"] / "broken"
     (broken / "unet").mkdir(parents=True)

@@ -155,6 +155,8 @@ async def txt2img(body: Txt2ImgRequest, request: Request) -> GenerationResponse:
 async def img2img(body: Img2ImgRequest, request: Request) -> GenerationResponse:
     if not body.init_images:
         raise InvalidRequest("img2img needs init_images: a list with at least one base64 picture.")
+    if body.mask:  # a silently unmasked picture would be a wrong answer: say so instead
+        raise InvalidRequest("Inpainting (a mask) is not supported by loradeck yet; send img2img without 'mask'.")
 
     def prepare():
         image = decode_image(body.init_images[0], "init_images[0]")
