@@ -22,6 +22,7 @@ from loradeck.errors import Cancelled, InvalidRequest, LoradeckError, ModelLoadE
 from loradeck.families import Family
 from loradeck.requests import GeneratedImage, GenerationRequest, GenerationResult
 from loradeck.settings import Settings, load_settings
+from loradeck.studio_hires import HiresPlan, hires_pass, plan_hires
 
 log = logging.getLogger("loradeck")
 
@@ -251,7 +252,7 @@ class Studio:
             schedules=schedules,
             seeds=[first + i for i in range(total)],
             subseeds=[sub + i for i in range(total)] if request.variation_strength > 0 else None,
-            hires=self._hires_plan(request, width, height, warnings),
+            hires=plan_hires(request, width, height, self.settings.limits.max_side, warnings),
             folder=output_folder(
                 self.settings.outputs_path, "img2img" if request.init_image is not None else "txt2img"
             ),
@@ -294,7 +295,7 @@ class Studio:
             **common,
         )
         if hires is not None and pictures is not None:
-            pictures = self._hires_pass(model, request, hires, cond, seeds, pictures, progress, common)
+            pictures = hires_pass(model.runner, request, hires, cond, seeds, pictures, progress, common)
         if pictures is None:
             return None
         images = []
@@ -359,56 +360,6 @@ class Studio:
             self._loras[key] = load_lora(path)
         return self._loras[key]
 
-    # ------------------------------------------------------------------------------------------------ hires fix
-    def _hires_plan(self, request: GenerationRequest, width: int, height: int, warnings: list[str]):
-        """The hires fix to run (upscaler resolved, target size set), or None for img2img / no hires."""
-        from loradeck.engine.hires import resolve_upscaler, target_size
-
-        hr = request.hires
-        if hr is None or request.init_image is not None:
-            return None
-        upscaler, warning = resolve_upscaler(hr.upscaler)
-        if warning:
-            warnings.append(warning)
-        tw, th = target_size(width, height, hr.scale, hr.resize_x, hr.resize_y)
-        side = self.settings.limits.max_side
-        if min(tw, th) < 8 or max(tw, th) > side:
-            raise InvalidRequest(f"Hires fix size {tw}x{th} is not possible: each side must be 8 to {side}.")
-        sampler = None
-        if hr.sampler or hr.scheduler:  # A1111's "Hires sampler"; an unset one means the first pass's
-            from loradeck.engine.schedulers import resolve
-
-            sampler = resolve(hr.sampler or request.sampler, hr.scheduler or request.scheduler)
-        return _HiresPlan(upscaler, tw, th, hr.steps or request.steps, hr.denoising_strength, hr, sampler)
-
-    def _hires_pass(self, model, request, hires, cond, seeds, first, progress, common):
-        """Upscale the first pass and redraw it at the target size (img2img, same seeds)."""
-        from loradeck.engine.hires import upscale_latents, upscale_picture
-
-        runner = model.runner
-        if hires.upscaler in LATENT_UPSCALERS:
-            init = upscale_latents(first, hires.width, hires.height, hires.upscaler, runner.c.vae_scale_factor)
-        else:
-            init = [upscale_picture(p, hires.width, hires.height, hires.upscaler) for p in first]
-        done = request.steps
-
-        def second_progress(step: int, steps: int) -> None:
-            progress(done + step, done + steps)
-
-        if hires.sampler is not None:
-            common = common | dict(sampler=hires.sampler[0], schedule=hires.sampler[1])
-        return runner.run(
-            cond,
-            seeds,
-            steps=hires.steps,
-            width=hires.width,
-            height=hires.height,
-            init_image=init,
-            denoising_strength=hires.denoising_strength,
-            progress=second_progress,
-            **common,
-        )
-
     def _infotext(self, prep: _Prepared, seed: int, subseed: int | None) -> str:
         from loradeck.prompt.infotext import format_infotext
 
@@ -460,20 +411,9 @@ class _Prepared:
     schedules: Any  # engine.conditioning.PromptSchedules
     seeds: list[int]
     subseeds: list[int] | None
-    hires: _HiresPlan | None
+    hires: HiresPlan | None
     folder: Path
     warnings: list[str]
-
-
-@dataclass(frozen=True)
-class _HiresPlan:
-    upscaler: str
-    width: int
-    height: int
-    steps: int
-    denoising_strength: float
-    request: Any  # the HiresFix asked for (what the infotext records)
-    sampler: tuple[str, str] | None = None  # (sampler, schedule) of the second pass; None: the first pass's
 
 
 def demo_model_dir() -> Path:
