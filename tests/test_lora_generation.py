@@ -50,3 +50,21 @@ def test_dyn_in_the_tag_truncates_the_bundled_lora(tmp_path):
     full, one, above = draw("<lora:stripy:1>"), draw("<lora:stripy:1:1:1>"), draw("<lora:stripy:1:1:1000>")
     assert (above == full).all()  # dyn at or above the rank changes nothing
     assert np.abs(one - full).max() > 0  # rank 1 of the LoRA draws something else
+
+
+def test_styles_expand_before_tags_are_read(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "styles.csv").write_text('name,prompt,negative_prompt\nstriped,"{prompt} <lora:stripy:0.8>",blurry\n')
+    studio = Studio(home=home)
+    request = GenerationRequest("a red circle on a blue background", styles=["striped"], seed=3, steps=4, save=False)
+    result = studio.generate(request)
+    info = result.images[0].infotext
+    assert info.startswith("a red circle on a blue background <lora:stripy:0.8>\nNegative prompt: blurry\n")
+    assert "Lora hashes:" in info and "stripy" in info.splitlines()[-1]  # the style's LoRA was applied
+    plain = studio.generate(
+        GenerationRequest(
+            "a red circle on a blue background <lora:stripy:0.8>", negative_prompt="blurry", seed=3, steps=4, save=False
+        )
+    )
+    assert (np.asarray(plain.images[0].image) == np.asarray(result.images[0].image)).all()

@@ -45,6 +45,7 @@ class GenerationRequest:
     add_trigger_words: bool = False
     save: bool = True
     hires: HiresFix | None = None  # txt2img only
+    styles: list[str] = field(default_factory=list)  # A1111 styles from <home>/styles.csv, merged in this order
 
 
 @dataclass

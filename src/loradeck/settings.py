@@ -55,6 +55,10 @@ class Settings:
         return self.outputs_dir or self.home / "outputs"
 
     @property
+    def styles_path(self) -> Path:
+        return self.home / "styles.csv"
+
+    @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
 

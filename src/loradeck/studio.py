@@ -10,7 +10,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +205,7 @@ class Studio:
                 return GenerationResult(
                     images=images,
                     prompt=prep.plan.recorded_prompt,
-                    negative_prompt=request.negative_prompt,
+                    negative_prompt=prep.request.negative_prompt,
                     seeds=prep.seeds,
                     warnings=prep.warnings,
                     interrupted=interrupted,
@@ -222,13 +222,21 @@ class Studio:
         from loradeck.prompt.editing import prompt_schedule
         from loradeck.prompt.tags import parse_prompt
 
+        warnings: list[str] = []
+        if request.styles:  # before anything reads the prompt: a style may bring LoRA tags (A1111's order)
+            from loradeck.prompt.styles import apply_styles, read_styles
+
+            prompt, negative_text, warnings = apply_styles(
+                request.prompt, request.negative_prompt, request.styles, read_styles(self.settings.styles_path)
+            )
+            request = replace(request, prompt=prompt, negative_prompt=negative_text, styles=[])
         if request.checkpoint:
             self.load_checkpoint(request.checkpoint)
         model = self.model
         sampler, schedule = resolve(request.sampler, request.scheduler)
         plan = self._plan_loras(request, model)
         report = model.patcher.apply(plan.stack)
-        warnings = plan.warnings + list(report.warnings)
+        warnings += plan.warnings + list(report.warnings)
         width = request.width or model.runner.c.native_size
         height = request.height or model.runner.c.native_size
         negative = parse_prompt(request.negative_prompt, negative=True)  # never activates a LoRA

@@ -36,6 +36,9 @@ def generate(
     variation_strength: Annotated[
         float, typer.Option(help="How far toward the variation seed's noise (0 = none, 1 = all).")
     ] = 0.0,
+    style: Annotated[
+        list[str] | None, typer.Option("--style", help="A1111 style from <home>/styles.csv (repeatable).")
+    ] = None,
     hires: Annotated[bool, typer.Option("--hires", help="Hires fix: redraw at a larger size (txt2img).")] = False,
     hr_scale: Annotated[float, typer.Option(help="Hires fix: upscale factor.")] = 2.0,
     hr_upscaler: Annotated[
@@ -101,6 +104,7 @@ def generate(
             normalize_lora_weights=normalize_lora_weights,
             add_trigger_words=add_trigger_words,
             hires=HiresFix(hr_scale, hr_upscaler, hr_steps, hr_denoise, sampler=hr_sampler) if hires else None,
+            styles=list(style or []),
         )
     result = _run_with_progress(studio, request)
     for warning in result.warnings:

@@ -59,6 +59,7 @@ def to_generation_request(body: Txt2ImgRequest, init_image=None) -> GenerationRe
         checkpoint=overrides.get("sd_model_checkpoint") or None,
         save=bool(body.save_images and not body.do_not_save_samples),
         hires=_hires(body) if init_image is None else None,
+        styles=list(body.styles or []),
     )
 
 
