@@ -168,3 +168,17 @@ def test_listing_routes_answer(served, route):
         assert next(s for s in body if s["label"] == "Karras")["default_rho"] == 7.0
     if route == "memory":
         assert body["ram"]["total"] >= body["ram"]["used"] > 0
+
+
+def test_prompt_styles_listed_and_applied(served):
+    styles = served["home"] / "styles.csv"
+    styles.write_text('name,prompt,negative_prompt\nframed,"{prompt}, on a blue background",blurry\n')
+    try:
+        api = client(served)
+        assert api.get_prompt_styles() == [
+            {"name": "framed", "prompt": "{prompt}, on a blue background", "negative_prompt": "blurry"}
+        ]
+        result = api.txt2img(prompt="a red circle", styles=["framed"], seed=4, **SMALL)
+        assert result.info["infotexts"][0].startswith("a red circle, on a blue background\nNegative prompt: blurry")
+    finally:
+        styles.unlink()

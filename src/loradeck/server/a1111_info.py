@@ -10,7 +10,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from loradeck.server.images import decode_image
-from loradeck.server.models import LoraItem, PngInfoRequest, PngInfoResponse, SamplerItem, SchedulerItem, SDModelItem
+from loradeck.server.models import (
+    LoraItem,
+    PngInfoRequest,
+    PngInfoResponse,
+    PromptStyleItem,
+    SamplerItem,
+    SchedulerItem,
+    SDModelItem,
+)
 from loradeck.server.service import DEMO, ServerState
 
 router = APIRouter(prefix="/sdapi/v1", tags=["A1111"])
@@ -122,6 +130,15 @@ def schedulers() -> list[SchedulerItem]:
         for s in SCHEDULES
         if s.label in AVAILABLE
     ]
+
+
+@router.get("/prompt-styles", response_model=list[PromptStyleItem])
+def prompt_styles(request: Request) -> list[PromptStyleItem]:
+    """The styles of ``<home>/styles.csv`` (A1111's list; ``styles`` in a request names them)."""
+    from loradeck.prompt.styles import read_styles
+
+    styles = read_styles(state_of(request).studio.settings.styles_path)
+    return [PromptStyleItem(name=s.name, prompt=s.prompt, negative_prompt=s.negative_prompt) for s in styles.values()]
 
 
 @router.get("/scripts")

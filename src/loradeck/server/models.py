@@ -138,6 +138,12 @@ class SamplerItem(BaseModel):
     options: dict[str, Any]
 
 
+class PromptStyleItem(BaseModel):
+    name: str
+    prompt: str | None = None
+    negative_prompt: str | None = None
+
+
 class SchedulerItem(BaseModel):
     name: str
     label: str
