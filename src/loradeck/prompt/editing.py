@@ -62,24 +62,15 @@ class _Parser:
             if ch == "\\":
                 nodes.append(self.s[self.i : self.i + 2])
                 self.i += 2
-            elif ch == "(":
+            elif ch in "([":
                 start = self.i
                 try:
-                    nodes.append(self.paren())
+                    nodes.append(self.paren() if ch == "(" else self.bracket())
                 except _ParseError:
                     if not top:
                         raise
                     self.i = start + 1
-                    nodes.append("(")
-            elif ch == "[":
-                start = self.i
-                try:
-                    nodes.append(self.bracket())
-                except _ParseError:
-                    if not top:
-                        raise
-                    self.i = start + 1
-                    nodes.append("[")
+                    nodes.append(ch)  # an opening bracket that does not parse: text, at the top level only
             elif ch in "]):|":
                 if not top or ch == "|":
                     break

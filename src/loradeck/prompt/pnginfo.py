@@ -140,7 +140,7 @@ def _utf16_order(body: bytes) -> str:
 
 def request_from_png(path: str | Path) -> Any:
     """A ``GenerationRequest`` that re-renders the picture at ``path`` from its infotext (txt2img)."""
-    from loradeck.prompt.infotext import infotext_settings, typed_param
+    from loradeck.prompt.infotext import infotext_settings
     from loradeck.prompt.samplers import resolve_sampler
     from loradeck.requests import GenerationRequest
 
@@ -162,12 +162,21 @@ def request_from_png(path: str | Path) -> Any:
         if value is not None:
             setattr(request, attr, value)
     request.clip_skip = s.clip_skip
-    strength = typed_param(s.params, "Variation seed strength", float)
-    if strength:
-        request.variation_strength = strength
-        request.variation_seed = typed_param(s.params, "Variation seed", int) or 0
+    variation = variation_from_params(s.params)
+    if variation is not None:
+        request.variation_seed, request.variation_strength = variation
     request.hires = hires_from_params(s.params)
     return request
+
+
+def variation_from_params(params: dict[str, Any]) -> tuple[int, float] | None:
+    """(variation seed, strength) an infotext records, or None when it has no variation."""
+    from loradeck.prompt.infotext import typed_param
+
+    strength = typed_param(params, "Variation seed strength", float)
+    if not strength:
+        return None
+    return typed_param(params, "Variation seed", int) or 0, strength
 
 
 def hires_from_params(params: dict[str, Any]) -> Any:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from loradeck.errors import InvalidRequest
-from loradeck.prompt.infotext import infotext_settings, typed_param
-from loradeck.prompt.pnginfo import hires_from_params
+from loradeck.prompt.infotext import infotext_settings
+from loradeck.prompt.pnginfo import hires_from_params, variation_from_params
 from loradeck.prompt.samplers import resolve_sampler
 from loradeck.prompt.tags import rename_by_hashes
 from loradeck.requests import GenerationRequest, HiresFix
@@ -59,10 +59,10 @@ def fields_from_infotext(text: str, name_for_hash: Callable[[str], str | None] |
     ):
         if value is not None:
             values[key] = value
-    strength = typed_param(s.params, "Variation seed strength", float) or 0.0
-    values["variation_strength"] = strength
-    if strength:
-        values["variation_seed"] = typed_param(s.params, "Variation seed", int)
+    variation = variation_from_params(s.params)
+    values["variation_strength"] = variation[1] if variation else 0.0
+    if variation:
+        values["variation_seed"] = variation[0]
     hr = hires_from_params(s.params)
     values["hires"] = hr is not None
     if hr is not None:
