@@ -22,7 +22,7 @@ PROMPT = "a red circle on a blue background"
 BASELINE = r"""
 import sys, torch
 from diffusers import StableDiffusionPipeline, EulerAncestralDiscreteScheduler
-from loradeck.studio import demo_model_dir
+from loradeck.demo.paths import demo_model_dir
 steps, out = int(sys.argv[1]), sys.argv[2]
 pipe = StableDiffusionPipeline.from_pretrained(demo_model_dir())
 pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)

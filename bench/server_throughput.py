@@ -33,7 +33,8 @@ from safetensors.numpy import save_file
 from loradeck.families import Family
 from loradeck.lora import keymap_for_family
 from loradeck.server import create_app
-from loradeck.studio import Studio, demo_model_dir
+from loradeck.demo.paths import demo_model_dir
+from loradeck.services.studio import Studio
 
 FILES = {"unet": "unet/diffusion_pytorch_model.safetensors", "te1": "text_encoder/model.safetensors"}
 

@@ -120,7 +120,7 @@ def main() -> None:
     ap.add_argument("--base", default=None, help="diffusers folder (default: the embedded demo model)")
     a = ap.parse_args()
     if a.base is None:
-        from loradeck.studio import demo_model_dir
+        from loradeck.demo.paths import demo_model_dir
 
         a.base = str(demo_model_dir())
     ours, base = [], []

@@ -324,7 +324,7 @@ def main() -> None:
 
     quiet_libraries()
     if a.base == "demo":
-        from loradeck.studio import demo_model_dir
+        from loradeck.demo.paths import demo_model_dir
 
         base_dir = demo_model_dir()
     else:

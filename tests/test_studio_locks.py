@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from loradeck.studio import Studio
+from loradeck.services.studio import Studio
 
 
 def test_rescan_runs_while_a_generation_holds_the_studio(tmp_path):

@@ -14,20 +14,20 @@ __version__ = "0.1.0"
 __all__ = ["Studio", "GenerationRequest", "GenerationResult", "Settings", "__version__"]
 
 if TYPE_CHECKING:
-    from loradeck.requests import GenerationRequest, GenerationResult
+    from loradeck.vocab import GenerationRequest, GenerationResult
     from loradeck.settings import Settings
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import loradeck` must not import torch
     if name == "Studio":
-        from loradeck.studio import Studio
+        from loradeck.services.studio import Studio
 
         return Studio
     if name in ("GenerationRequest", "GenerationResult"):
-        from loradeck import requests
+        from loradeck import vocab
 
-        return getattr(requests, name)
+        return getattr(vocab, name)
     if name == "Settings":
         from loradeck.settings import Settings
 

@@ -19,6 +19,10 @@ class ModelLoadError(LoradeckError):
     """A base model (checkpoint, diffusers folder, tokenizer) that cannot be loaded."""
 
 
+class CheckpointNotFound(ModelLoadError):
+    """A checkpoint name that matches nothing in the models folder."""
+
+
 class LoraNotFound(LoradeckError):
     """A LoRA name that resolves to no file in the library."""
 
@@ -29,3 +33,9 @@ class InvalidRequest(LoradeckError):
 
 class Cancelled(LoradeckError):
     """The user interrupted a job."""
+
+
+class UpstreamError(LoradeckError):
+    """A service loradeck talks to (Civitai) failed or refused; ``status`` is its HTTP status when it sent one."""
+
+    status: int | None = None

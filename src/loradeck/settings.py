@@ -21,7 +21,8 @@ def default_home() -> Path:
 class Limits:
     max_side: int = 2048
     max_steps: int = 150
-    max_batch: int = 16
+    max_batch: int = 16  # pictures per batch
+    max_batch_count: int = 100  # batches per job (A1111's UI maximum for "Batch count", n_iter)
     max_prompt_chars: int = 10_000
     max_body_mb: int = 50
 
@@ -41,6 +42,8 @@ class Settings:
     civitai_url: str = "https://civitai.com"
     civitai_token: str | None = None
     limits: Limits = field(default_factory=Limits)
+    affinity: bool = True  # the device queue runs jobs that need the merged LoRA stack first …
+    fairness: int = 4  # … but a waiting job is overtaken by at most this many later ones (0: first come, first served)
 
     @property
     def checkpoint_dir(self) -> Path:

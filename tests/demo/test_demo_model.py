@@ -5,7 +5,7 @@ import torch
 
 from loradeck.demo.evaluate import evaluation_prompts, score
 from loradeck.engine.conditioning import Conditioning, encode_prompts
-from loradeck.engine.schedulers import resolve
+from loradeck.engine.schedulers import resolve_sampler_schedule as resolve
 
 
 def test_demo_model_follows_prompts(studio_demo):
@@ -33,7 +33,7 @@ def test_demo_model_follows_prompts(studio_demo):
 
 def test_batched_evaluation_equals_the_cli_path(studio_demo):
     """The batched run above draws what `loradeck generate` draws for the same prompt and seed."""
-    from loradeck.requests import GenerationRequest
+    from loradeck.vocab import GenerationRequest
 
     colour, shape, background, seed = evaluation_prompts(1)[0]
     prompt = f"a {colour} {shape} on a {background} background"

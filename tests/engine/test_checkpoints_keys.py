@@ -9,7 +9,7 @@ from diffusers.loaders import single_file_utils as ref
 from loradeck.errors import ModelLoadError
 from loradeck.families import Family
 from loradeck.formats.ldm_configs import infer_configs, shipped_configs
-from loradeck.formats.ldm_family import detect_family
+from loradeck.formats.ldm_family import detect_checkpoint_family
 from loradeck.formats.ldm_keys import (
     diffusers_unet_module_to_ldm,
     ldm_unet_module_to_diffusers,
@@ -158,7 +158,7 @@ def test_unet_module_names(name, ldm, diffusers):
 # ------------------------------------------------------------------------------------------------ family detection
 def test_detect_family(ldm):
     name, sd = ldm
-    family, pred = detect_family(sd.keys(), _shapes(sd))
+    family, pred = detect_checkpoint_family(sd.keys(), _shapes(sd))
     assert family == FAMILY_OF[name]
     assert pred == ("v" if family == Family.SD2 else "epsilon")  # SD 2.x defaults to v (documented)
 
@@ -168,11 +168,11 @@ def test_prediction_hints():
     keys, shapes = list(sd), _shapes(sd)
     base_yaml = "model:\n  params:\n    linear_start: 0.00085\n"
     v_yaml = 'model:\n  params:\n    parameterization: "v"\n'
-    assert detect_family(keys, shapes, sidecar_yaml=base_yaml) == (Family.SD2, "epsilon")
-    assert detect_family(keys, shapes, sidecar_yaml=v_yaml) == (Family.SD2, "v")
-    assert detect_family(keys, shapes, metadata={"modelspec.prediction_type": "epsilon"}) == (Family.SD2, "epsilon")
+    assert detect_checkpoint_family(keys, shapes, sidecar_yaml=base_yaml) == (Family.SD2, "epsilon")
+    assert detect_checkpoint_family(keys, shapes, sidecar_yaml=v_yaml) == (Family.SD2, "v")
+    assert detect_checkpoint_family(keys, shapes, metadata={"modelspec.prediction_type": "epsilon"}) == (Family.SD2, "epsilon")
     xl = to_ldm(build_components("sdxl", model_configs("sdxl")), Family.SDXL)
-    assert detect_family([*xl, "v_pred"], _shapes(xl)) == (Family.SDXL, "v")
+    assert detect_checkpoint_family([*xl, "v_pred"], _shapes(xl)) == (Family.SDXL, "v")
 
 
 def test_detect_family_refuses_what_it_cannot_load():
@@ -180,14 +180,14 @@ def test_detect_family_refuses_what_it_cannot_load():
     inpaint = dict(sd1)
     inpaint["model.diffusion_model.input_blocks.0.0.weight"] = (32, 9, 3, 3)
     with pytest.raises(ModelLoadError, match="inpainting SD1"):
-        detect_family(inpaint.keys(), inpaint)
+        detect_checkpoint_family(inpaint.keys(), inpaint)
     xl = _shapes(to_ldm(build_components("sdxl", model_configs("sdxl")), Family.SDXL))
     refiner = {k.replace("conditioner.embedders.1.", "conditioner.embedders.0."): v for k, v in xl.items()}
     refiner = {k: v for k, v in refiner.items() if not k.startswith("conditioner.embedders.0.transformer.")}
     with pytest.raises(ModelLoadError, match="refiner"):
-        detect_family(refiner.keys(), refiner)
+        detect_checkpoint_family(refiner.keys(), refiner)
     lora = {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 320)}
     with pytest.raises(ModelLoadError, match="LoRA"):
-        detect_family(lora.keys(), lora)
+        detect_checkpoint_family(lora.keys(), lora)
     with pytest.raises(ModelLoadError, match="no Stable Diffusion U-Net"):
-        detect_family(["foo.weight"], {"foo.weight": (3,)})
+        detect_checkpoint_family(["foo.weight"], {"foo.weight": (3,)})

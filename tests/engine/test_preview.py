@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from loradeck.engine.preview import _SD_FACTORS, preview_image
-from loradeck.requests import GenerationRequest
+from loradeck.vocab import GenerationRequest
 
 
 def test_pixel_latents_are_the_picture():
@@ -25,7 +25,7 @@ def test_sd_latents_use_the_linear_map():
 
 def test_studio_preview_while_sampling(tmp_path):
     from loradeck.engine.pipeline import Job
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
 
     studio = Studio(home=tmp_path)
     seen, job = [], Job()

@@ -74,7 +74,7 @@ def write_demo_lora(
     from safetensors.numpy import save_file as save_np
 
     from loradeck.lora import keymap_for_family
-    from loradeck.studio import demo_model_dir
+    from loradeck.demo.paths import demo_model_dir
 
     rng = np.random.default_rng(seed)
     alpha = float(rank if alpha is None else alpha)

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from conftest import kohya_lora
 from loradeck.families import Family
 from loradeck.formats.safetensors_io import read_header
-from loradeck.lora.formats import detect_family, load_lora, split_key
+from loradeck.lora.formats import detect_lora_family, load_lora, split_key
 from loradeck.lora.inspect import describe_header, inspect_lora
 
 Q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
@@ -71,13 +71,13 @@ def test_family_from_shapes():
             }
         }
 
-    assert detect_family(lora(768)) is Family.SD1
-    assert detect_family(lora(1024)) is Family.SD2
-    assert detect_family(lora(2048)) is Family.SDXL
-    assert detect_family(lora(64)) is Family.DEMO
-    assert detect_family({TEQ: {"lora_down.weight": (4, 1024), "lora_up.weight": (1024, 4)}}) is Family.SD2
-    assert detect_family({"lora_te1_x": {"lora_down.weight": (4, 8), "lora_up.weight": (8, 4)}}) is Family.SDXL
-    assert detect_family({"x": {"diff": (3,)}}) is Family.UNKNOWN
+    assert detect_lora_family(lora(768)) is Family.SD1
+    assert detect_lora_family(lora(1024)) is Family.SD2
+    assert detect_lora_family(lora(2048)) is Family.SDXL
+    assert detect_lora_family(lora(64)) is Family.DEMO
+    assert detect_lora_family({TEQ: {"lora_down.weight": (4, 1024), "lora_up.weight": (1024, 4)}}) is Family.SD2
+    assert detect_lora_family({"lora_te1_x": {"lora_down.weight": (4, 8), "lora_up.weight": (8, 4)}}) is Family.SDXL
+    assert detect_lora_family({"x": {"diff": (3,)}}) is Family.UNKNOWN
 
 
 def test_describe_header_and_inspect_agree_with_loaded_file(sd1_small, tmp_path):

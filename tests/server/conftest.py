@@ -11,7 +11,7 @@ STACKS = ("red", "blue", "green", "gold")  # LoRA stems; "gold" is reached throu
 def served(tmp_path_factory):
     """One real server for the generation tests: a LoRA folder with four demo LoRAs and a second checkpoint."""
     from loradeck.server import create_app
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
 
     home = tmp_path_factory.mktemp("serverhome")
     lora_dir, models_dir = home / "models" / "Lora", home / "models" / "Stable-diffusion"

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from safetensors.numpy import load_file, save_file
 
-from loradeck.studio import demo_model_dir
+from loradeck.demo.paths import demo_model_dir
 from tests.helpers.loras import write_demo_lora  # noqa: F401  (re-exported for the server tests)
 from tests.helpers.servers import running_server  # noqa: F401
 

@@ -18,7 +18,7 @@ CREDS = {"alice": "s3cret", "bob": "pw:with:colons"}
 
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory):
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
 
     studio = Studio(home=tmp_path_factory.mktemp("authhome"))
     app = create_app(studio, auth=CREDS)

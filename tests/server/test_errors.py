@@ -12,14 +12,14 @@ from fastapi.testclient import TestClient
 
 from loradeck.server import create_app
 from loradeck.settings import Limits
-from loradeck.studio import demo_lora_dir
+from loradeck.demo.paths import demo_lora_dir
 from tests.civitai.fake_server import FakeCivitai, lora_bytes
 
 
 @pytest.fixture(scope="module")
 def light(tmp_path_factory):
     """A TestClient over a studio that never needs to load a model (every request here is refused at the door)."""
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
 
     studio = Studio(home=tmp_path_factory.mktemp("limits"))
     with TestClient(create_app(studio, limits=Limits(max_body_mb=1))) as client:
@@ -123,7 +123,7 @@ def test_jobs_route_reports_counts(served):
 
 
 def test_civitai_search_and_download_job(tmp_path):
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
 
     with FakeCivitai() as fake:
         content = lora_bytes(3)

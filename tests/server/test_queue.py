@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from loradeck.errors import Cancelled
-from loradeck.server.queue import CANCELLED, DONE, FAILED, JobQueue
+from loradeck.services.jobs import CANCELLED, DONE, FAILED, JobQueue
 
 
 def _switches(keys: list[str]) -> int:

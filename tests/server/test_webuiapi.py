@@ -15,7 +15,7 @@ from PIL import Image
 
 from loradeck.prompt.infotext import format_infotext
 from loradeck.prompt.pnginfo import png_info
-from loradeck.requests import GenerationRequest
+from loradeck.vocab import GenerationRequest
 from tests.server.helpers import write_demo_lora
 
 PROMPT = "a red circle on a blue background"

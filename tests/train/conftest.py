@@ -17,7 +17,7 @@ from loradeck.train import TrainConfig
 
 def _copy_demo(dest: Path) -> Path:
     """Copy the demo model folder; retry, since a rebuild may replace it while we copy."""
-    from loradeck.studio import demo_model_dir
+    from loradeck.demo.paths import demo_model_dir
 
     for attempt in range(5):
         try:

@@ -19,7 +19,7 @@ def _tiny_sdxl(folder):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from loradeck.demo.build import identity_vae, scheduler_config
-    from loradeck.studio import demo_model_dir
+    from loradeck.demo.paths import demo_model_dir
 
     cfg = json.loads((resources.files("loradeck") / "configs" / "sdxl" / "unet" / "config.json").read_text())
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}

@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 from loradeck.prompt.infotext import parse_infotext
 from loradeck.prompt.pnginfo import read_infotext
 from loradeck.prompt.tags import parse_prompt
-from loradeck.studio import demo_lora_dir
+from loradeck.demo.paths import demo_lora_dir
 from tests.helpers.servers import running_server
 from tests.ui.helpers import listening_ports, write_demo_lora, write_sidecars
 
@@ -45,7 +45,7 @@ def site(tmp_path_factory):
     from fastapi.testclient import TestClient  # noqa: F401 - fastapi present; fail early and clearly if not
 
     from loradeck.server import create_app
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
     from loradeck.ui import mount_ui
     from tests.civitai.fake_server import FakeCivitai
 

@@ -11,7 +11,7 @@ from tests.ui.helpers import write_demo_lora, write_sidecars
 
 def test_ui_and_apis_share_one_app_behind_auth(home):
     from loradeck.server import create_app
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
     from loradeck.ui import mount_ui
 
     lora = write_demo_lora(home / "models" / "Lora" / "pix.safetensors", seed=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loradeck.studio import Studio
+from loradeck.services.studio import Studio
 from loradeck.train import TrainConfig
 from loradeck.ui.train_tab import Training
 from tests.train.conftest import draw_pictures

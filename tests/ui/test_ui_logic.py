@@ -13,7 +13,7 @@ from loradeck.errors import InvalidRequest
 from loradeck.families import Family
 from loradeck.prompt.infotext import format_infotext
 from loradeck.prompt.tags import parse_prompt
-from loradeck.requests import GenerationRequest, HiresFix
+from loradeck.vocab import GenerationRequest, HiresFix
 from loradeck.ui.catalog import ALL_FOLDERS, TOP_LEVEL, Card, folders, select_cards, toggle_card
 from loradeck.ui.fields import build_request, fields_from_infotext, seed_of
 from loradeck.ui.generation import Run, progress_html
@@ -215,7 +215,7 @@ def test_thumbnails_enlarge_tiny_previews_crisply(tmp_path):
 
 
 def test_catalog_reads_sidecars_through_the_studio(home, tmp_path):
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
     from loradeck.ui.catalog import LoraCatalog
     from tests.ui.helpers import write_demo_lora, write_sidecars
 

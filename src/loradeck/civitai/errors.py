@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from loradeck.errors import LoradeckError
+from loradeck.errors import InvalidRequest, LoradeckError, UpstreamError
 
 KEY_HELP = "create a key at https://civitai.com/user/account and pass it with --token or set CIVITAI_API_TOKEN"
 _SECRET_PARAMS = {"token", "api_key", "apikey", "key"}
@@ -27,7 +27,7 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-class CivitaiError(LoradeckError):
+class CivitaiError(UpstreamError):
     """Base of every Civitai failure; ``str(err)`` is the sentence to show."""
 
     status: int | None = None
@@ -191,7 +191,7 @@ class HashMismatch(CivitaiError):
         self.got, self.expected = got, expected
 
 
-class InvalidReference(CivitaiError):
+class InvalidReference(CivitaiError, InvalidRequest):
     def __init__(self, ref: str):
         super().__init__(
             f"'{redact_url(ref)}' is not a Civitai model URL, download URL, AIR or model/version id.", subject=ref

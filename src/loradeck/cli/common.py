@@ -42,6 +42,6 @@ def run_app(app: typer.Typer) -> None:
 
 
 def make_studio(**overrides):
-    from loradeck.studio import Studio
+    from loradeck.services.studio import Studio
 
     return Studio(**overrides)

@@ -64,7 +64,7 @@ def generate(
     """Generate pictures and save them as PNGs with A1111 infotext."""
     from PIL import Image
 
-    from loradeck.requests import GenerationRequest, HiresFix
+    from loradeck.vocab import GenerationRequest, HiresFix
 
     studio = make_studio(
         models_dir=models_dir,

@@ -18,7 +18,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from loradeck.engine.checkpoint_files import CheckpointFile, open_checkpoint
-from loradeck.engine.family import detect_family, sidecar_yaml
+from loradeck.engine.family import detect_checkpoint_family, sidecar_yaml
 from loradeck.engine.tokenizers import find_tokenizers
 from loradeck.errors import FormatError, LoradeckError, ModelLoadError
 from loradeck.families import Family
@@ -79,7 +79,7 @@ def _load_single_file(
 ) -> BaseModel:
     path = ckpt.path
     try:
-        family, pred = detect_family(
+        family, pred = detect_checkpoint_family(
             ckpt.shapes.keys(), ckpt.shapes, metadata=ckpt.metadata, sidecar_yaml=sidecar_yaml(path)
         )
     except ModelLoadError as err:

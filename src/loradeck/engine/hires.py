@@ -7,6 +7,9 @@ Lanczos with a warning, and the infotext records what was used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -21,6 +24,9 @@ LATENT_UPSCALERS = {  # name → (interpolation mode, antialias), as A1111's sha
 }
 PIXEL_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
 FALLBACK = "Lanczos"
+
+if TYPE_CHECKING:
+    from loradeck.engine.pipeline import Runner
 
 
 def target_size(width: int, height: int, scale: float, resize_x: int = 0, resize_y: int = 0) -> tuple[int, int]:
@@ -53,3 +59,45 @@ def upscale_latents(latents: torch.Tensor, width: int, height: int, name: str, s
 
 def upscale_picture(picture: Image.Image, width: int, height: int, name: str) -> Image.Image:
     return picture.resize((width, height), PIXEL_UPSCALERS[name])
+
+
+def hires_pass(
+    runner: Runner,
+    first: list[Image.Image] | torch.Tensor,
+    seeds: list[int],
+    *,
+    upscaler: str,
+    width: int,
+    height: int,
+    steps: int,
+    denoising_strength: float,
+    first_steps: int,
+    progress: Callable[[int, int], None] | None,
+    **run_args: Any,
+) -> list[Image.Image] | torch.Tensor | None:
+    """Upscale the first pass (latents or pictures) to width x height and redraw it there (img2img, same seeds).
+    Progress counts on from the first pass's ``first_steps``; ``run_args`` are the first pass's ``Runner.run``
+    arguments (conditioning, sampler, cfg, job…), with the second pass's sampler where one was chosen."""
+    if upscaler in LATENT_UPSCALERS:
+        assert isinstance(first, torch.Tensor)
+        init: list[Image.Image] | torch.Tensor = upscale_latents(
+            first, width, height, upscaler, runner.c.vae_scale_factor
+        )
+    else:
+        assert isinstance(first, list)
+        init = [upscale_picture(p, width, height, upscaler) for p in first]
+
+    def second_progress(step: int, total: int) -> None:
+        if progress:
+            progress(first_steps + step, first_steps + total)
+
+    return runner.run(
+        seeds=seeds,
+        steps=steps,
+        width=width,
+        height=height,
+        init_image=init,
+        denoising_strength=denoising_strength,
+        progress=second_progress,
+        **run_args,
+    )

@@ -58,7 +58,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve(sampler: str | None, schedule: str | None = None) -> tuple[str, str]:
+def resolve_sampler_schedule(sampler: str | None, schedule: str | None = None) -> tuple[str, str]:
     """(sampler label, effective schedule label) for names as users type them, legacy "DPM++ 2M Karras" included.
 
     "Automatic" becomes the sampler's default (DPM++ 2M → Karras), as A1111 writes it in the infotext.

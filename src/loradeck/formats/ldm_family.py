@@ -49,7 +49,7 @@ def _context_dim(keys: Iterable[str], shapes: Mapping[str, tuple[int, ...]]) -> 
     return None
 
 
-def detect_family(
+def detect_checkpoint_family(
     keys: Iterable[str],
     shapes: Mapping[str, tuple[int, ...]],
     *,

@@ -20,7 +20,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from loradeck.errors import FormatError, InvalidRequest
 from loradeck.formats.ldm_configs import infer_configs
-from loradeck.formats.ldm_family import detect_family
+from loradeck.formats.ldm_family import detect_checkpoint_family
 from loradeck.formats.ldm_keys import TEXT_ENCODERS, to_diffusers, to_ldm
 from loradeck.formats.pickle_safe import load_pickle_state_dict
 from loradeck.formats.safetensors_io import load_tensors, read_header
@@ -62,7 +62,7 @@ def merge_into_checkpoint(
         raise InvalidRequest(f"merge-into writes .safetensors files; {out.name} has another extension.")
     state, metadata = _read_checkpoint(src)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    family, prediction = detect_family(state.keys(), shapes, metadata=metadata)
+    family, prediction = detect_checkpoint_family(state.keys(), shapes, metadata=metadata)
     configs = infer_configs(shapes, family, prediction)
     order = list(state)
     components = to_diffusers(state, family)

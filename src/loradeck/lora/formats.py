@@ -153,7 +153,7 @@ _CTX = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL, 64: Family.DEMO}
 _TE_HIDDEN = {768: Family.SD1, 1024: Family.SD2, 1280: Family.SDXL, 64: Family.DEMO}
 
 
-def detect_family(modules: dict[str, dict[str, tuple[int, ...]]]) -> Family:
+def detect_lora_family(modules: dict[str, dict[str, tuple[int, ...]]]) -> Family:
     """Family from module names and tensor shapes ({module: {param: shape}}), like A1111/kohya's base detection."""
     names = list(modules)
     if any(n.startswith(("lora_te1_", "lora_te2_")) for n in names):
@@ -197,7 +197,7 @@ def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
     """Build a LoraFile from tensors; raise FormatError for NaN/Inf, missing halves or refused formats."""
     groups, unparsed, layout = group_keys(list(tensors))
     shapes = {m: {p: tuple(tensors[k].shape) for p, k in params.items()} for m, params in groups.items()}
-    family = detect_family(shapes)
+    family = detect_lora_family(shapes)
     specs: dict[str, ModuleSpec] = {}
     for name, params in groups.items():
         kind = module_kind(set(params))

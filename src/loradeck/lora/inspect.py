@@ -11,7 +11,7 @@ from pathlib import Path
 
 from loradeck.families import Family
 from loradeck.formats.safetensors_io import SafetensorsHeader
-from loradeck.lora.formats import detect_family, group_keys, load_lora, module_kind
+from loradeck.lora.formats import detect_lora_family, group_keys, load_lora, module_kind
 from loradeck.lora.keymap import keymap_for_family
 from loradeck.lora.report import match_lora
 
@@ -96,7 +96,7 @@ def describe_header(header: SafetensorsHeader, path: str | os.PathLike | None = 
             alpha = alphas.most_common(1)[0][0] if alphas else None
     return LoraSummary(
         format=_header_format(groups),
-        family=detect_family(groups),
+        family=detect_lora_family(groups),
         rank=ranks.most_common(1)[0][0] if ranks else None,
         alpha=alpha,
         module_count=len(groups),

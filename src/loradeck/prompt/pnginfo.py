@@ -142,7 +142,7 @@ def request_from_png(path: str | Path) -> Any:
     """A ``GenerationRequest`` that re-renders the picture at ``path`` from its infotext (txt2img)."""
     from loradeck.prompt.infotext import infotext_settings
     from loradeck.prompt.samplers import resolve_sampler
-    from loradeck.requests import GenerationRequest
+    from loradeck.vocab import GenerationRequest
 
     text = read_infotext(path)
     if not text:
@@ -182,7 +182,7 @@ def variation_from_params(params: dict[str, Any]) -> tuple[int, float] | None:
 def hires_from_params(params: dict[str, Any]) -> Any:
     """The hires fix an infotext records (``Hires upscale`` or ``Hires resize``), or None."""
     from loradeck.prompt.infotext import typed_param
-    from loradeck.requests import HiresFix
+    from loradeck.vocab import HiresFix
 
     resize = str(params.get("Hires resize") or "")
     if params.get("Hires upscale") is None and not resize:

@@ -6,6 +6,6 @@
 
 from loradeck.server.app import create_app
 from loradeck.server.auth import parse_credentials
-from loradeck.server.queue import JobQueue, QueuedJob
+from loradeck.services.jobs import JobQueue, QueuedJob
 
 __all__ = ["JobQueue", "QueuedJob", "create_app", "parse_credentials"]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from loradeck import __version__
 from loradeck.errors import Cancelled, InvalidRequest
 from loradeck.prompt.tags import strip_tags
-from loradeck.requests import GenerationRequest, GenerationResult, HiresFix
+from loradeck.vocab import GenerationRequest, GenerationResult, HiresFix
 from loradeck.server.images import decode_image, encode_png, fit_init_image
 from loradeck.server.models import (
     GenerationResponse,
@@ -22,7 +22,7 @@ from loradeck.server.models import (
     ProgressState,
     Txt2ImgRequest,
 )
-from loradeck.server.queue import QueuedJob
+from loradeck.services.jobs import QueuedJob
 from loradeck.server.service import Generated, ModelInfo, ServerState
 
 router = APIRouter(prefix="/sdapi/v1", tags=["A1111"])
@@ -80,7 +80,7 @@ def _hires(body: Txt2ImgRequest) -> HiresFix | None:
 
 def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationResult, model: ModelInfo) -> dict:
     """A1111's ``info`` keys (processing.Processed.js), filled from what the studio did."""
-    from loradeck.engine.schedulers import resolve
+    from loradeck.engine.schedulers import resolve_sampler_schedule as resolve
     from loradeck.prompt.infotext import parse_infotext
 
     sampler, schedule = resolve(req.sampler, req.scheduler)

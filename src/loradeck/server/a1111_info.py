@@ -74,7 +74,7 @@ def _checkpoint_sha(state: ServerState) -> str | None:
 # ---------------------------------------------------------------------------------------------------- models
 @router.get("/sd-models", response_model=list[SDModelItem])
 def sd_models(request: Request) -> list[SDModelItem]:
-    from loradeck.studio import demo_model_dir, demo_model_hash
+    from loradeck.services.studio import demo_model_dir, demo_model_hash
 
     items = [SDModelItem(title=DEMO, model_name=DEMO, hash=demo_model_hash(), filename=str(demo_model_dir()))]
     for c in state_of(request).studio.library.checkpoints():

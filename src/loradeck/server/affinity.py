@@ -6,7 +6,7 @@ from collections.abc import Hashable
 
 from loradeck.errors import LoradeckError
 from loradeck.prompt.tags import normalize_weights, parse_prompt
-from loradeck.requests import GenerationRequest
+from loradeck.vocab import GenerationRequest
 
 
 def stack_key(request: GenerationRequest, checkpoint: str | None = None) -> Hashable:

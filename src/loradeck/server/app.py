@@ -17,7 +17,7 @@ from loradeck import __version__
 from loradeck.errors import Cancelled, FormatError, InvalidRequest, LoradeckError, LoraNotFound, ModelLoadError
 from loradeck.server.auth import BasicAuthMiddleware
 from loradeck.server.limits import BodyLimitMiddleware
-from loradeck.server.queue import JobQueue
+from loradeck.services.jobs import JobQueue
 from loradeck.server.service import DEMO, CheckpointNotFound, ServerState
 from loradeck.settings import Limits
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from loradeck.server.models import CivitaiDownloadRequest
-from loradeck.server.queue import QueuedJob
+from loradeck.services.jobs import QueuedJob
 from loradeck.server.service import ServerState
 
 router = APIRouter(prefix="/loradeck/v1/civitai", tags=["civitai"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from loradeck.errors import InvalidRequest
-from loradeck.requests import GenerationRequest
+from loradeck.vocab import GenerationRequest
 from loradeck.settings import Limits
 
 MAX_BATCH_COUNT = 100  # A1111's UI maximum for "Batch count" (n_iter)

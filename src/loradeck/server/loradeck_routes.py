@@ -10,7 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from loradeck.server.queue import QueuedJob
+from loradeck.services.jobs import QueuedJob
 from loradeck.server.service import ServerState
 
 router = APIRouter(prefix="/loradeck/v1", tags=["loradeck"])

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loradeck.errors import LoradeckError, ModelLoadError
-from loradeck.requests import GenerationRequest, GenerationResult
+from loradeck.vocab import GenerationRequest, GenerationResult
 from loradeck.server.affinity import stack_key
 from loradeck.server.limits import check_generation
-from loradeck.server.queue import JobQueue, QueuedJob
+from loradeck.services.jobs import JobQueue, QueuedJob
 from loradeck.settings import Limits
 
 DEMO = "demo"
@@ -38,7 +38,7 @@ class Generated:
 
 @dataclass
 class ServerState:
-    studio: Any  # loradeck.studio.Studio
+    studio: Any  # loradeck.services.studio.Studio
     limits: Limits
     queue: JobQueue
     downloads: JobQueue
@@ -71,7 +71,7 @@ class ServerState:
     # ------------------------------------------------------------------------------------------------ generation
     def submit_generation(self, request: GenerationRequest, *, kind: str = "txt2img") -> QueuedJob:
         """Check the request (422/404 now, not after waiting), then queue it with its LoRA-stack key."""
-        from loradeck.engine.schedulers import resolve
+        from loradeck.engine.schedulers import resolve_sampler_schedule as resolve
 
         check_generation(request, self.limits)
         resolve(request.sampler, request.scheduler)  # unknown sampler → InvalidRequest listing the valid ones

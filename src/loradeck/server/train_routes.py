@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from loradeck.server.queue import QueuedJob
+from loradeck.services.jobs import QueuedJob
 from loradeck.server.service import ServerState
 
 router = APIRouter(prefix="/loradeck/v1", tags=["train"])

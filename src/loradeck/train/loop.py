@@ -24,7 +24,7 @@ from loradeck.train.data_scan import DatasetSpec, scan_dataset
 from loradeck.train.dataset import BucketSettings, TrainDataset
 from loradeck.train.network import LoraNetwork
 from loradeck.train.noise import min_snr_weights, noised
-from loradeck.train.optim import make_optimizer, make_scheduler
+from loradeck.train.optim import make_optimizer, make_lr_scheduler
 from loradeck.train.output import SAVE_DTYPES, RunFacts, save_lora, save_preview, training_metadata
 from loradeck.train.plots import loss_curve_png
 from loradeck.train.sampling import Sampler, parse_sample_prompt, sample_path
@@ -108,7 +108,7 @@ class _Run:
         from loradeck.engine.checkpoints import load_base_model
 
         if self.cfg.base in ("", "demo"):
-            from loradeck.studio import demo_model_dir
+            from loradeck.demo.paths import demo_model_dir
 
             path = demo_model_dir()
         else:
@@ -226,7 +226,7 @@ class _Run:
             groups.append({"params": net.parameters("te"), "lr": cfg.te_learning_rate})
         choice = make_optimizer(cfg.optimizer, groups, cfg.weight_decay)
         warmup = cfg.warmup_steps(total)
-        scheduler = make_scheduler(cfg.scheduler, choice.optimizer, warmup, total)
+        scheduler = make_lr_scheduler(cfg.scheduler, choice.optimizer, warmup, total)
         unet = acc.prepare(base.unet)
         tes = {k: (acc.prepare(te) if train_te else te) for k, te in encoders.items()}
         optimizer = acc.prepare(choice.optimizer)

@@ -57,7 +57,7 @@ def make_optimizer(name: str, groups: list[dict[str, Any]], weight_decay: float)
     return OptimizerChoice(optimizer, f"{cls.__module__}.{cls.__name__}({arg_text})")
 
 
-def make_scheduler(name: str, optimizer: torch.optim.Optimizer, warmup: int, total: int):
+def make_lr_scheduler(name: str, optimizer: torch.optim.Optimizer, warmup: int, total: int):
     """A diffusers/transformers-style LambdaLR; ``constant`` with warmup becomes ``constant_with_warmup``."""
     from diffusers.optimization import get_scheduler
 

@@ -13,7 +13,7 @@ from loradeck.prompt.infotext import infotext_settings
 from loradeck.prompt.pnginfo import hires_from_params, variation_from_params
 from loradeck.prompt.samplers import resolve_sampler
 from loradeck.prompt.tags import rename_by_hashes
-from loradeck.requests import GenerationRequest, HiresFix
+from loradeck.vocab import GenerationRequest, HiresFix
 
 # The form's fields, in the order the Generate tab lists its components.
 FORM_FIELDS = (

@@ -97,7 +97,7 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
                     0, limits.max_side, 0, step=8, label="Height", info=size_info, elem_id="ld-height", min_width=130
                 )
             with gr.Row():
-                batch_count = gr.Slider(1, 100, 1, step=1, label="Batch count", elem_id="ld-batch-count", min_width=130)
+                batch_count = gr.Slider(1, limits.max_batch_count, 1, step=1, label="Batch count", elem_id="ld-batch-count", min_width=130)
                 batch_size = gr.Slider(
                     1, limits.max_batch, 1, step=1, label="Batch size", elem_id="ld-batch-size", min_width=130
                 )

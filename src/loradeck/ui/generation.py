@@ -17,7 +17,7 @@ from PIL import Image
 
 from loradeck.engine.pipeline import Job
 from loradeck.errors import LoradeckError
-from loradeck.requests import GenerationRequest, GenerationResult
+from loradeck.vocab import GenerationRequest, GenerationResult
 
 log = logging.getLogger("loradeck.ui")
 

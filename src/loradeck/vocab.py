@@ -1,4 +1,5 @@
-"""What a caller asks the studio to do, and what it gets back (typed, shared by CLI, server and UI)."""
+"""The vocabulary every layer shares: what a caller asks the studio to do, what it gets back, how work reports
+progress. Plain dataclasses (PIL for pictures), no torch, no state."""
 
 from __future__ import annotations
 
@@ -48,6 +49,29 @@ class GenerationRequest:
     styles: list[str] = field(default_factory=list)  # A1111 styles from <home>/styles.csv, merged in this order
 
 
+@dataclass(frozen=True)
+class Progress:
+    """One progress event of a job, whatever its kind (the one shape every ``on_progress`` callback receives).
+
+    ``step`` of ``total`` in ``unit`` (sampling steps, bytes, files); a generation also says which batch of how many.
+    ``values`` carries kind-specific numbers (a training run's loss, lr, it/s, eta)."""
+
+    step: int = 0
+    total: int = 0
+    unit: str = "steps"  # steps | bytes | files
+    phase: str = ""  # e.g. "sample", "hires", "load", "cache", "train", "download", "scan"
+    batch: int = 0  # generations: the batch in progress (0-based) …
+    batches: int = 1  # … of this many
+    first_image: int = 0  # generations: index in the job of the batch's first picture
+    values: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        """Share done, 0..1 (A1111: (job_no + step/steps) / job_count)."""
+        inner = self.step / self.total if self.total else 0.0
+        return min(1.0, (self.batch + inner) / max(1, self.batches))
+
+
 @dataclass
 class GeneratedImage:
     image: Image.Image
@@ -64,3 +88,13 @@ class GenerationResult:
     seeds: list[int]
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+    # What the job ran on, as structured fields (so no interface parses an infotext back)
+    model_name: str | None = None  # A1111's "Model" (file stem, "demo")
+    model_title: str | None = None  # A1111's sd_model_checkpoint title
+    model_hash: str | None = None  # AutoV2, 10 hex
+    sampler: str = ""
+    schedule: str = ""
+    width: int = 0
+    height: int = 0
+    stack_key: tuple = ()  # the LoRA-stack identity the queue used (GenerationPlan.stack_key)
+    lora_hashes: str = ""  # A1111's "Lora hashes" value

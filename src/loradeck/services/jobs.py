@@ -5,8 +5,9 @@ already merged go first. To keep that from starving anyone, a queued job may be 
 jobs that arrived after it; once it has been overtaken that often, it runs next. ``fairness=0`` (or
 ``affinity=False``) is plain FIFO.
 
-Pure threading, no HTTP: the server submits callables, tests drive it directly. A job's ``interrupted`` and
-``skipped`` events have the shape ``Studio.generate(job=...)`` polls, so a QueuedJob is passed straight to it.
+Pure threading, no HTTP. The studio owns one queue per resource (the device; downloads) and every kind of work —
+generations, model loads, training, downloads, tools, grid cells — is a ``Job`` on one of them. A job's
+``interrupted`` and ``skipped`` events are what the engine's sampling loop polls; its progress is one ``Progress``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loradeck.errors import Cancelled, LoradeckError
+from loradeck.vocab import Progress
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
@@ -29,10 +31,10 @@ HISTORY = 200  # finished jobs kept for the jobs route
 
 
 @dataclass(eq=False)
-class QueuedJob:
+class Job:
     """One unit of work and everything a client may ask about it while it waits, runs, or after it ended."""
 
-    fn: Callable[[QueuedJob], Any]
+    fn: Callable[[Job], Any]
     kind: str = "job"
     key: Hashable = None  # affinity key (LoRA stack + checkpoint); None = no preference
     label: str = ""  # short human description (the prompt's start, a Civitai reference)
@@ -44,29 +46,23 @@ class QueuedJob:
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
-    # progress: batch ``batch_no`` of ``batches``, ``step`` of ``steps`` (downloads: bytes in step/steps)
-    batch_no: int = 0
-    batches: int = 1
-    step: int = 0
-    steps: int = 0
-    unit: str = "steps"
-    detail: dict[str, Any] = field(default_factory=dict)  # free-form extras for the jobs route
+    progress: Progress = field(default_factory=Progress)
+    detail: dict[str, Any] = field(default_factory=dict)  # what the job reports about itself (its result's summary)
+    on_progress: Callable[[Progress], None] | None = field(default=None, repr=False)  # the submitter's listener
     interrupted: threading.Event = field(default_factory=threading.Event)
     skipped: threading.Event = field(default_factory=threading.Event)
     future: Future = field(default_factory=Future, repr=False)
 
     @property
     def fraction(self) -> float:
-        """Share of the job done, 0..1 (A1111: (job_no + step/steps) / job_count)."""
-        if self.state == DONE:
-            return 1.0
-        inner = self.step / self.steps if self.steps else 0.0
-        return min(1.0, (self.batch_no + inner) / max(1, self.batches))
+        """Share of the job done, 0..1."""
+        return 1.0 if self.state == DONE else self.progress.fraction
 
-    def set_progress(self, step: int, steps: int, batch_no: int | None = None) -> None:
-        self.step, self.steps = step, steps
-        if batch_no is not None:
-            self.batch_no = batch_no
+    def report(self, progress: Progress) -> None:
+        """The job's work calls this; listeners (a CLI bar, a UI poller) see the latest event."""
+        self.progress = progress
+        if self.on_progress is not None:
+            self.on_progress(progress)
 
     def result(self, timeout: float | None = None) -> Any:
         return self.future.result(timeout)
@@ -82,11 +78,13 @@ class QueuedJob:
             "finished_at": self.finished_at,
             "progress": {
                 "fraction": round(self.fraction, 4),
-                "batch": self.batch_no,
-                "batches": self.batches,
-                "step": self.step,
-                "steps": self.steps,
-                "unit": self.unit,
+                "batch": self.progress.batch,
+                "batches": self.progress.batches,
+                "step": self.progress.step,
+                "steps": self.progress.total,
+                "unit": self.progress.unit,
+                "phase": self.progress.phase,
+                **self.progress.values,
             },
             "passed_by": self.passed,
             "error": self.error,
@@ -102,12 +100,12 @@ class JobQueue:
             raise ValueError("fairness must be 0 or more")
         self.affinity, self.fairness, self.name = affinity, fairness, name
         self._cond = threading.Condition()
-        self._pending: list[QueuedJob] = []
-        self._jobs: OrderedDict[str, QueuedJob] = OrderedDict()
+        self._pending: list[Job] = []
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._seq = itertools.count()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.running: QueuedJob | None = None
+        self.running: Job | None = None
         self.last_key: Hashable = None
         self.switches = 0  # times a job ran with a different key than the one before it
         self.completed = 0
@@ -135,9 +133,19 @@ class JobQueue:
 
     # ------------------------------------------------------------------------------------------------ submit, cancel
     def submit(
-        self, fn: Callable[[QueuedJob], Any], *, kind: str = "job", key: Hashable = None, label: str = "", **extra
-    ) -> QueuedJob:
-        job = QueuedJob(fn=fn, kind=kind, key=key, label=label, **extra)
+        self,
+        fn: Callable[[Job], Any],
+        *,
+        kind: str = "job",
+        key: Hashable = None,
+        label: str = "",
+        progress: Progress | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> Job:
+        """Queue ``fn(job)``; ``progress`` is what the job reports while it waits (its unit and size)."""
+        job = Job(fn=fn, kind=kind, key=key, label=label, on_progress=on_progress)
+        if progress is not None:
+            job.progress = progress
         with self._cond:
             if self._stopping:
                 raise Cancelled("The server is stopping; the job was not queued.")
@@ -147,7 +155,7 @@ class JobQueue:
             self._cond.notify_all()
         return job
 
-    def cancel(self, job_id: str) -> QueuedJob | None:
+    def cancel(self, job_id: str) -> Job | None:
         """Cancel a queued job (it never runs) or interrupt a running one; None when the id is unknown."""
         with self._cond:
             job = self._jobs.get(job_id)
@@ -159,29 +167,33 @@ class JobQueue:
                 job.interrupted.set()
             return job
 
-    def _cancel_queued(self, job: QueuedJob, why: str) -> None:
+    def _cancel_queued(self, job: Job, why: str) -> None:
         self._pending.remove(job)
         job.state, job.finished_at = CANCELLED, time.time()
         job.error = f"Job {job.id} did not run: {why}."
         job.future.set_exception(Cancelled(job.error))
 
     # ------------------------------------------------------------------------------------------------ queries
-    def get(self, job_id: str) -> QueuedJob | None:
+    def get(self, job_id: str) -> Job | None:
         with self._cond:
             return self._jobs.get(job_id)
 
-    def jobs(self) -> list[QueuedJob]:
+    def jobs(self) -> list[Job]:
         with self._cond:
             return list(self._jobs.values())
 
-    def pending(self) -> list[QueuedJob]:
+    def pending(self) -> list[Job]:
         with self._cond:
             return list(self._pending)
 
-    def position(self, job: QueuedJob) -> int | None:
+    def position(self, job: Job) -> int | None:
         """0-based place among waiting jobs in arrival order (the pick may still move it ahead)."""
         with self._cond:
             return self._pending.index(job) if job in self._pending else None
+
+    def busy(self) -> bool:
+        with self._cond:
+            return bool(self._pending) or self.running is not None
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -193,14 +205,14 @@ class JobQueue:
                 self._cond.wait(left)
             return True
 
-    def _remember(self, job: QueuedJob) -> None:
+    def _remember(self, job: Job) -> None:
         self._jobs[job.id] = job
         if len(self._jobs) > HISTORY:  # forget the oldest finished jobs
             for old_id in [i for i, j in self._jobs.items() if j.state in FINISHED][: len(self._jobs) - HISTORY]:
                 del self._jobs[old_id]
 
     # ------------------------------------------------------------------------------------------------ scheduling
-    def pick(self) -> QueuedJob:
+    def pick(self) -> Job:
         """The next job (caller holds the lock, ``_pending`` is not empty); overtaken jobs are counted."""
         head = self._pending[0]
         if not self.affinity or self.fairness == 0 or self.last_key is None or head.key == self.last_key:
@@ -238,7 +250,7 @@ class JobQueue:
                 self._cond.notify_all()
 
     @staticmethod
-    def _run(job: QueuedJob) -> None:
+    def _run(job: Job) -> None:
         try:
             result = job.fn(job)
         except BaseException as exc:  # noqa: BLE001 — the worker must survive any job; the caller gets the error

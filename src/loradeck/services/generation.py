@@ -1,0 +1,214 @@
+"""Run a ``GenerationPlan`` on a loaded model: merge its LoRA stack, encode, draw batch by batch, save, describe.
+
+Called only from a device-queue job (``Studio``), so one generation runs at a time and holds the patcher's lock
+while it merges and samples: no other stack can change the weights under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from PIL import Image
+
+from loradeck import __version__
+from loradeck.engine.conditioning import PromptSchedules, encode_prompts
+from loradeck.engine.hires import LATENT_UPSCALERS, hires_pass
+from loradeck.engine.outputs import output_folder, save_png
+from loradeck.errors import Cancelled, LoradeckError
+from loradeck.lora import LoraFile, StackEntry
+from loradeck.prompt.editing import prompt_schedule
+from loradeck.prompt.infotext import format_infotext
+from loradeck.services.models import LoadedModel
+from loradeck.services.plan import GenerationPlan
+from loradeck.vocab import GeneratedImage, GenerationResult, Progress
+
+
+class Control(Protocol):
+    """What a running generation polls and reports to (a queue ``Job``)."""
+
+    interrupted: Any  # threading.Event
+    skipped: Any
+
+    def report(self, progress: Progress) -> None: ...
+
+
+def run_plan(
+    plan: GenerationPlan,
+    model: LoadedModel,
+    job: Control,
+    *,
+    load_lora: Callable[[Path], LoraFile],
+    outputs: Path,
+    keep_latents: Callable[[torch.Tensor | None], None],
+) -> GenerationResult:
+    """Every batch of ``plan`` on ``model``; an interrupt ends the job with the pictures drawn so far."""
+    with model.patcher.lock:
+        stack, warnings = _stack(plan, load_lora)
+        report = model.patcher.apply(stack)
+        warnings += list(report.warnings)
+        request = plan.request
+        schedules = PromptSchedules(
+            lambda pos, neg: encode_prompts(model.base, pos, neg, clip_skip=request.clip_skip),
+            prompt_schedule(plan.clean_prompt, request.steps),
+            prompt_schedule(plan.negative_text, request.steps),
+        )
+        folder = output_folder(outputs, plan.kind)
+        images: list[GeneratedImage] = []
+        interrupted = False
+        try:
+            for b in range(request.batch_count):
+                try:
+                    drawn = _draw_batch(plan, model, schedules, b, job, folder, keep_latents)
+                except Cancelled:
+                    interrupted = True
+                    break
+                images += drawn or []  # None: the batch was skipped
+        finally:
+            keep_latents(None)
+    return GenerationResult(
+        images=images,
+        prompt=plan.recorded_prompt,
+        negative_prompt=request.negative_prompt,
+        seeds=list(plan.seeds),
+        warnings=list(plan.warnings) + warnings,
+        interrupted=interrupted,
+        model_name=model.name,
+        model_title=model.title,
+        model_hash=model.short_hash,
+        sampler=plan.sampler,
+        schedule=plan.schedule,
+        width=plan.width,
+        height=plan.height,
+        stack_key=plan.stack_key,
+        lora_hashes=plan.lora_hashes,
+    )
+
+
+def _stack(plan: GenerationPlan, load_lora: Callable[[Path], LoraFile]) -> tuple[list[StackEntry], list[str]]:
+    stack, warnings = [], []
+    for choice in plan.loras:
+        try:
+            lora = load_lora(choice.path)
+        except LoradeckError as exc:
+            warnings.append(str(exc))
+            continue
+        if choice.tag.dyn is not None:
+            lora = lora.truncated(choice.tag.dyn)
+        stack.append(StackEntry(lora=lora, te=choice.tag.te, unet=choice.tag.unet))
+    return stack, warnings
+
+
+def _draw_batch(
+    plan: GenerationPlan,
+    model: LoadedModel,
+    schedules: PromptSchedules,
+    b: int,
+    job: Control,
+    folder: Path,
+    keep_latents: Callable[[torch.Tensor | None], None],
+) -> list[GeneratedImage] | None:
+    """Batch ``b`` of the plan: pictures saved with their infotexts; None when skipped; raises Cancelled."""
+    request, hires = plan.request, plan.hires
+    batch = slice(b * request.batch_size, (b + 1) * request.batch_size)
+    seeds = list(plan.seeds[batch])
+    subseeds = list(plan.subseeds[batch]) if plan.subseeds else None
+    variation = (subseeds, request.variation_strength) if subseeds else None
+
+    def progress(step: int, steps: int) -> None:
+        job.report(
+            Progress(
+                step, steps, phase="sample", batch=b, batches=request.batch_count, first_image=batch.start or 0
+            )
+        )
+
+    common: dict[str, Any] = dict(
+        cond=schedules.at(0),
+        cfg_scale=request.cfg_scale,
+        sampler=plan.sampler,
+        schedule=plan.schedule,
+        job=job,
+        on_latents=keep_latents,
+        cond_at=schedules.at if schedules.changes else None,
+    )
+    pictures = model.runner.run(
+        seeds=seeds,
+        steps=request.steps,
+        width=plan.width,
+        height=plan.height,
+        init_image=request.init_image,
+        denoising_strength=request.denoising_strength,
+        progress=progress,
+        output="latent" if hires and hires.upscaler in LATENT_UPSCALERS else "pil",
+        variation=variation,
+        **common,
+    )
+    if hires is not None and pictures is not None:
+        if hires.sampler is not None:
+            common |= dict(sampler=hires.sampler[0], schedule=hires.sampler[1])
+        pictures = hires_pass(
+            model.runner,
+            pictures,
+            seeds,
+            upscaler=hires.upscaler,
+            width=hires.width,
+            height=hires.height,
+            steps=hires.steps,
+            denoising_strength=hires.denoising_strength,
+            first_steps=request.steps,
+            progress=progress,
+            **common,
+        )
+    if pictures is None:
+        return None
+    assert isinstance(pictures, list)
+    images = []
+    for i, (seed, picture) in enumerate(zip(seeds, pictures, strict=True)):
+        infotext = infotext_for(plan, model, seed, subseeds[i] if subseeds else None)
+        path = save_png(picture, folder, seed, infotext) if request.save else None
+        images.append(GeneratedImage(picture, seed, infotext, path))
+    return images
+
+
+def infotext_for(plan: GenerationPlan, model: LoadedModel, seed: int, subseed: int | None) -> str:
+    """A1111's parameters text of one picture of the plan."""
+    request, hires = plan.request, plan.hires
+    params: dict[str, Any] = {
+        "Steps": request.steps,
+        "Sampler": plan.sampler,
+        "Schedule type": plan.schedule,
+        "CFG scale": request.cfg_scale,
+        "Seed": seed,
+        "Size": f"{plan.width}x{plan.height}",
+        "Model hash": model.short_hash,
+        "Model": model.name,
+        "Variation seed": subseed,
+        "Variation seed strength": request.variation_strength if subseed is not None else None,
+        "Denoising strength": request.denoising_strength if request.init_image is not None else None,
+        "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "RNG": "CPU",
+    }
+    if hires is not None:
+        resized = hires.request.resize_x or hires.request.resize_y
+        params |= {
+            "Denoising strength": hires.denoising_strength,
+            "Hires upscale": None if resized else hires.request.scale,
+            "Hires resize": f"{hires.request.resize_x}x{hires.request.resize_y}" if resized else None,
+            "Hires steps": hires.request.steps or None,
+            "Hires upscaler": hires.upscaler,
+            "Hires sampler": hires.sampler[0] if hires.sampler else None,
+            "Hires schedule type": hires.sampler[1] if hires.sampler else None,
+        }
+    params |= {"Lora hashes": plan.lora_hashes or None, "Version": f"loradeck {__version__}"}
+    return format_infotext(plan.recorded_prompt, request.negative_prompt, params)
+
+
+def preview_of(latents: torch.Tensor | None, model: LoadedModel | None) -> Image.Image | None:
+    """A quick picture of the image being sampled now (first of its batch), or None when idle."""
+    from loradeck.engine.preview import preview_image
+
+    if latents is None or model is None:
+        return None
+    return preview_image(latents[0], sdxl=model.runner.c.is_sdxl)

@@ -1,0 +1,202 @@
+"""A generation planned once, before it waits in the queue: ``plan_generation(request, …) → GenerationPlan``.
+
+The plan holds every decision that does not need the model's weights — the prompt after styles, the LoRA stack
+resolved in the library and its identity key, the request checked against the limits, sampler and schedule, the
+seeds, the hires pass, the infotext's fixed fields — so the queue orders jobs by the stack they really need (a style
+may add LoRA tags), interfaces learn of a bad request at once, and nothing downstream re-parses the prompt.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loradeck.engine.hires import resolve_upscaler, target_size
+from loradeck.engine.schedulers import resolve_sampler_schedule
+from loradeck.errors import LoradeckError
+from loradeck.families import Family
+from loradeck.library.triggers import add_trigger_words, missing_trigger_words, trigger_warning
+from loradeck.prompt.styles import apply_styles, read_styles
+from loradeck.prompt.tags import LoraTag, normalize_weights, parse_prompt, rewrite_tag_weights
+from loradeck.services.limits import check_hires_size, check_request
+from loradeck.settings import Settings
+from loradeck.vocab import GenerationRequest, HiresFix
+
+if TYPE_CHECKING:
+    from loradeck.library import Library
+    from loradeck.library.entries import LoraEntry
+
+DEMO = "demo"
+MAX_SEED = 4294967294  # A1111: random.randrange(4294967294)
+
+StackKey = tuple[Hashable, ...]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The base model a job runs on, as far as planning needs it."""
+
+    title: str  # A1111's sd_model_checkpoint title; "demo" for the embedded model
+    family: Family
+    native_size: int
+
+
+@dataclass(frozen=True)
+class LoraChoice:
+    """One ``<lora:…>`` tag resolved to a library file."""
+
+    tag: LoraTag
+    entry: LoraEntry
+
+    @property
+    def path(self) -> Path:
+        return Path(self.entry.path)
+
+    @property
+    def hash_field(self) -> str | None:
+        """``name: hash12`` for A1111's "Lora hashes" (None when the file has no hash yet)."""
+        short = self.entry.lora_hash
+        return f"{self.tag.name.replace(':', '').replace(',', '')}: {short[:12]}" if short else None
+
+
+@dataclass(frozen=True)
+class HiresPlan:
+    upscaler: str  # the one that will be used (a model upscaler falls back to Lanczos)
+    width: int
+    height: int
+    steps: int
+    denoising_strength: float
+    request: HiresFix  # what was asked (what the infotext records)
+    sampler: tuple[str, str] | None = None  # (sampler, schedule) of the second pass; None: the first pass's
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    request: GenerationRequest  # after styles, with the seeds drawn: planning it again gives the same plan
+    checkpoint: Checkpoint
+    clean_prompt: str  # what the text encoder sees (tags removed, trigger words added if asked)
+    recorded_prompt: str  # what the infotext records (tags kept, effective weights)
+    negative_text: str  # the negative prompt without tags (a negative prompt never activates a LoRA)
+    loras: tuple[LoraChoice, ...]
+    sampler: str
+    schedule: str
+    width: int
+    height: int
+    seeds: tuple[int, ...]
+    subseeds: tuple[int, ...] | None
+    hires: HiresPlan | None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def stack_key(self) -> StackKey:
+        """(checkpoint, ((path, te, unet, dyn), …)): equal keys run on the same merged weights, so one job may follow
+        another without a merge. The queue orders by it; a Ray router may steer by it."""
+        return (self.checkpoint.title, tuple((str(c.path), c.tag.te, c.tag.unet, c.tag.dyn) for c in self.loras))
+
+    @property
+    def lora_hashes(self) -> str:
+        return ", ".join(h for c in self.loras if (h := c.hash_field))
+
+    @property
+    def kind(self) -> str:
+        return "img2img" if self.request.init_image is not None else "txt2img"
+
+
+def plan_generation(
+    request: GenerationRequest, *, checkpoint: Checkpoint, library: Library, settings: Settings
+) -> GenerationPlan:
+    """Check, resolve and fix every choice of ``request`` on ``checkpoint``. Raises InvalidRequest (one sentence);
+    an unknown LoRA or one for another family is a warning, and the picture is drawn with the rest (A1111)."""
+    check_request(request, settings.limits)
+    warnings: list[str] = []
+    if request.styles:  # before anything reads the prompt: a style may bring LoRA tags (A1111's order)
+        prompt, negative, style_warnings = apply_styles(
+            request.prompt, request.negative_prompt, request.styles, read_styles(settings.styles_path)
+        )
+        warnings += style_warnings
+        request = replace(request, prompt=prompt, negative_prompt=negative, styles=[])
+        check_request(request, settings.limits)
+    sampler, schedule = resolve_sampler_schedule(request.sampler, request.scheduler)
+    request = _with_seeds(request)
+
+    parsed = parse_prompt(request.prompt)
+    warnings += parsed.warnings
+    tags = normalize_weights(parsed.loras) if request.normalize_lora_weights else parsed.loras
+    recorded = rewrite_tag_weights(request.prompt, tags) if request.normalize_lora_weights else request.prompt
+    loras = _resolve(tags, library, checkpoint.family, warnings)
+    clean = parsed.text
+    active = [c.entry for c in loras]
+    if request.add_trigger_words:
+        clean, recorded = add_trigger_words(clean, active), add_trigger_words(recorded, active)
+    else:
+        warnings += [trigger_warning(entry, words) for entry, words in missing_trigger_words(clean, active)]
+    negative = parse_prompt(request.negative_prompt, negative=True)
+    warnings += negative.warnings
+
+    width = request.width or checkpoint.native_size
+    height = request.height or checkpoint.native_size
+    total = request.batch_size * request.batch_count
+    seeds = tuple(request.seed + i for i in range(total))
+    subseeds = tuple(request.variation_seed + i for i in range(total)) if request.variation_strength > 0 else None
+    hires = _plan_hires(request, width, height, settings, warnings)
+    return GenerationPlan(
+        request=request,
+        checkpoint=checkpoint,
+        clean_prompt=clean,
+        recorded_prompt=recorded,
+        negative_text=negative.text,
+        loras=tuple(loras),
+        sampler=sampler,
+        schedule=schedule,
+        width=width,
+        height=height,
+        seeds=seeds,
+        subseeds=subseeds,
+        hires=hires,
+        warnings=tuple(warnings),
+    )
+
+
+def _with_seeds(request: GenerationRequest) -> GenerationRequest:
+    """-1 seeds drawn now, so the plan (and a plan made again from its request) is fixed."""
+    seed = request.seed if request.seed >= 0 else random.randrange(MAX_SEED)
+    sub = request.variation_seed if request.variation_seed >= 0 else random.randrange(MAX_SEED)
+    return replace(request, seed=seed, variation_seed=sub)
+
+
+def _resolve(tags: list[LoraTag], library: Library, family: Family, warnings: list[str]) -> list[LoraChoice]:
+    choices = []
+    for tag in tags:
+        try:
+            entry = library.resolve_lora(tag.name)
+        except LoradeckError as exc:  # unknown name: say so, go on with the rest (A1111 does; Forge crashes)
+            warnings.append(str(exc))
+            continue
+        if Family.UNKNOWN not in (entry.family, family) and entry.family != family:
+            warnings.append(
+                f"LoRA {tag.name} is for {Family(entry.family).label} but the model is {family.label}; skipped."
+            )
+            continue
+        choices.append(LoraChoice(tag, entry))
+    return choices
+
+
+def _plan_hires(
+    request: GenerationRequest, width: int, height: int, settings: Settings, warnings: list[str]
+) -> HiresPlan | None:
+    """The hires fix to run, or None (not asked, or img2img). A warning is added when the upscaler falls back."""
+    hr = request.hires
+    if hr is None or request.init_image is not None:
+        return None
+    upscaler, warning = resolve_upscaler(hr.upscaler)
+    if warning:
+        warnings.append(warning)
+    tw, th = target_size(width, height, hr.scale, hr.resize_x, hr.resize_y)
+    check_hires_size(tw, th, settings.limits)
+    sampler = None
+    if hr.sampler or hr.scheduler:  # A1111's "Hires sampler"; an unset one means the first pass's
+        sampler = resolve_sampler_schedule(hr.sampler or request.sampler, hr.scheduler or request.scheduler)
+    return HiresPlan(upscaler, tw, th, hr.steps or request.steps, hr.denoising_strength, hr, sampler)

@@ -1,0 +1,353 @@
+"""The studio: the one object that owns state and runs every use case.
+
+It owns the settings, the library, the loaded base model with its LoRA patcher, the parsed-LoRA cache, the current
+checkpoint (A1111's ``sd_model_checkpoint``) and the job queues. Every kind of work is a ``Job`` on a queue: on the
+device queue generations, model loads and training runs, one at a time, in LoRA-stack affinity order within a
+fairness bound; on the download queue Civitai downloads. CLI, server and UI only translate their inputs into
+requests, ``submit_*`` them, and map the results back; they share the queue, so a UI job waits its turn behind an
+API job and the other way round.
+
+>>> studio = Studio()                     # settings from LORADECK_HOME / config.toml / environment
+>>> result = studio.generate(GenerationRequest("a red circle on a blue background <lora:stripy:0.8>", seed=1))
+>>> result.images[0].path
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from PIL import Image
+
+from loradeck.demo.paths import DEMO, demo_lora_dir, demo_native_size
+from loradeck.errors import Cancelled, CheckpointNotFound, ModelLoadError
+from loradeck.families import Family
+from loradeck.library import Library
+from loradeck.library.entries import LoraEntry
+from loradeck.lora import LoraFile, load_lora
+from loradeck.services.generation import preview_of, run_plan
+from loradeck.services.jobs import Job, JobQueue
+from loradeck.services.models import LoadedModel, ModelSource, load_model
+from loradeck.services.plan import Checkpoint, GenerationPlan, plan_generation
+from loradeck.settings import Settings, load_settings
+from loradeck.vocab import GenerationRequest, GenerationResult, Progress
+
+if TYPE_CHECKING:
+    from loradeck.civitai import CivitaiClient, DownloadResult
+    from loradeck.train import TrainConfig, TrainResult
+
+log = logging.getLogger("loradeck")
+
+ProgressFn = Callable[[Progress], None]
+T = TypeVar("T")
+# A1111's usual native sizes, for planning a job on a checkpoint that is not loaded yet (corrected once it is)
+_NATIVE = {Family.SD1: 512, Family.SD2: 512, Family.SDXL: 1024}
+
+
+class Studio:
+    """Owns the library, the loaded base model and its LoRA stack, and the job queues."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any):
+        from loradeck.quiet import quiet_libraries
+
+        quiet_libraries()
+        self.settings: Settings = settings.with_(**overrides) if settings else load_settings(**overrides)
+        self.queue = JobQueue(affinity=self.settings.affinity, fairness=self.settings.fairness, name="device")
+        self.downloads = JobQueue(affinity=False, fairness=0, name="downloads")
+        self._checkpoint = DEMO  # the title new jobs run on unless they name one
+        self._state_lock = threading.Lock()  # guards the fields below (never held while working)
+        self._model: LoadedModel | None = None
+        self._library: Library | None = None
+        self._loras: OrderedDict[tuple[str, float], LoraFile] = OrderedDict()  # (path, mtime) → parsed file
+        self._latents: torch.Tensor | None = None  # the running batch's latents (for live previews)
+
+    # ------------------------------------------------------------------------------------------------ state
+    @property
+    def library(self) -> Library:
+        with self._state_lock:  # only creation needs it: the library guards its own scans and tables
+            if self._library is None:
+                self._library = Library(
+                    lora_dir=self.settings.lora_path,
+                    checkpoint_dir=self.settings.checkpoint_dir,
+                    cache_dir=self.settings.cache_dir,
+                    extra_lora_dirs=[demo_lora_dir()],
+                )
+            return self._library
+
+    @property
+    def checkpoint(self) -> str:
+        """The checkpoint title new jobs run on (A1111's ``sd_model_checkpoint``), wherever it was switched."""
+        with self._state_lock:
+            return self._checkpoint
+
+    @property
+    def model(self) -> LoadedModel:
+        """The model in memory, loading the current checkpoint (through the queue) when none is."""
+        model = self._model
+        if model is None:
+            self.wait(self.switch_checkpoint(self.checkpoint))
+            model = self._model
+            assert model is not None
+        return model
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The model in memory now, if any (never loads one)."""
+        return self._model
+
+    def loras(self, on_progress: Callable[..., None] | None = None) -> list[LoraEntry]:
+        """Library entries of every LoRA, after scanning new or changed files (does not wait for a generation)."""
+        self.library.scan(on_progress=on_progress)
+        return self.library.loras()
+
+    def checkpoint_title(self, name: str | None) -> str:
+        """The title a checkpoint name resolves to ("demo" for the embedded model); CheckpointNotFound if none."""
+        if name in (None, "", DEMO):
+            return DEMO
+        try:
+            return self.library.resolve_checkpoint(name).title
+        except ModelLoadError as exc:
+            raise CheckpointNotFound(str(exc)) from None
+
+    def checkpoint_titles(self) -> list[str]:
+        return [DEMO, *(c.title for c in self.library.checkpoints())]
+
+    # ------------------------------------------------------------------------------------------------ jobs
+    def job(self, job_id: str) -> Job | None:
+        return self.queue.get(job_id) or self.downloads.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        return self.queue.jobs() + self.downloads.jobs()
+
+    def cancel(self, job_id: str) -> Job | None:
+        """A queued job is dropped (it never runs); a running one is interrupted. None when the id is unknown."""
+        job = self.job(job_id)
+        if job is not None:
+            (self.queue if self.queue.get(job_id) is job else self.downloads).cancel(job_id)
+        return job
+
+    def running(self) -> Job | None:
+        """The job on the device now (A1111's progress, interrupt and skip act on it)."""
+        return self.queue.running
+
+    def close(self) -> None:
+        """Stop the queues: waiting jobs are cancelled, a running one is interrupted."""
+        self.queue.stop()
+        self.downloads.stop()
+
+    def _submit(self, queue: JobQueue, fn: Callable[[Job], Any], **kw: Any) -> Job:
+        queue.start()
+        return queue.submit(fn, **kw)
+
+    @staticmethod
+    def wait(job: Job) -> Any:
+        """The job's result; Ctrl-C while waiting interrupts the job (and is raised on)."""
+        try:
+            return job.result()
+        except KeyboardInterrupt:
+            job.interrupted.set()
+            raise
+
+    # ------------------------------------------------------------------------------------------------ models
+    def switch_checkpoint(self, name: str | None) -> Job:
+        """Queue a model load (so it happens between generations); the current checkpoint changes once loaded."""
+        title = self.checkpoint_title(name)
+
+        def load(job: Job) -> str:
+            job.report(Progress(0, 1, phase="load"))
+            self.load_checkpoint(title)
+            with self._state_lock:
+                self._checkpoint = title
+            return title
+
+        return self._submit(self.queue, load, kind="load", label=f"load {title}")
+
+    def load_checkpoint(self, name: str | None) -> LoadedModel:
+        """Load a base model now (by library name or title; None/"demo" = the embedded demo model). Jobs call it;
+        interfaces use ``switch_checkpoint``, which queues it."""
+        source = self._source(name)
+        model = self._model
+        if model is not None and model.path == source.path:
+            return model
+        self._model = None
+        del model  # free the previous model before loading the next one
+        self._model = load_model(source, self.settings)
+        return self._model
+
+    def _source(self, name: str | None) -> ModelSource:
+        if name in (None, "", DEMO):
+            return ModelSource.demo()
+        try:
+            entry = self.library.resolve_checkpoint(name)
+        except ModelLoadError as exc:
+            raise CheckpointNotFound(str(exc)) from None
+        return ModelSource(entry.title, Path(entry.path), entry.autov2, entry.family)
+
+    def _planned_checkpoint(self, title: str) -> Checkpoint:
+        model = self._model
+        if model is not None and model.title == title:
+            return Checkpoint(title, model.family, model.native_size)
+        if title == DEMO:
+            return Checkpoint(DEMO, Family.DEMO, demo_native_size())
+        family = Family(self._source(title).family)
+        return Checkpoint(title, family, _NATIVE.get(family, 512))
+
+    # ------------------------------------------------------------------------------------------------ generate
+    def plan(self, request: GenerationRequest) -> GenerationPlan:
+        """Check and resolve ``request`` (InvalidRequest / CheckpointNotFound now, not after waiting)."""
+        title = self.checkpoint_title(request.checkpoint or self.checkpoint)
+        return plan_generation(
+            request, checkpoint=self._planned_checkpoint(title), library=self.library, settings=self.settings
+        )
+
+    def submit_generation(
+        self, request: GenerationRequest | GenerationPlan, *, on_progress: ProgressFn | None = None
+    ) -> Job:
+        """Plan the request and queue it under its LoRA-stack key; ``job.result()`` is a GenerationResult."""
+        plan = request if isinstance(request, GenerationPlan) else self.plan(request)
+        steps = plan.request.steps + (plan.hires.steps if plan.hires else 0)
+        return self._submit(
+            self.queue,
+            lambda job: self._generate(plan, job),
+            kind=plan.kind,
+            key=plan.stack_key,
+            label=plan.request.prompt[:80],
+            progress=Progress(0, steps, phase="sample", batches=plan.request.batch_count),
+            on_progress=on_progress,
+        )
+
+    def generate(self, request: GenerationRequest, *, on_progress: ProgressFn | None = None) -> GenerationResult:
+        """Generate pictures (through the queue, waiting for the result)."""
+        result: GenerationResult = self.wait(self.submit_generation(request, on_progress=on_progress))
+        return result
+
+    def _generate(self, plan: GenerationPlan, job: Job) -> GenerationResult:
+        model = self.load_checkpoint(plan.checkpoint.title)
+        if (model.family, model.native_size) != (plan.checkpoint.family, plan.checkpoint.native_size):
+            # planned before the model was in memory: plan again with what it really is (seeds are fixed)
+            real = Checkpoint(model.title, model.family, model.native_size)
+            plan = plan_generation(plan.request, checkpoint=real, library=self.library, settings=self.settings)
+        return run_plan(
+            plan,
+            model,
+            job,
+            load_lora=self.load_lora_file,
+            outputs=self.settings.outputs_path,
+            keep_latents=self._keep_latents,
+        )
+
+    def _keep_latents(self, latents: torch.Tensor | None) -> None:
+        self._latents = latents  # a reference only; decoded when somebody asks for a preview
+
+    def current_preview(self) -> Image.Image | None:
+        """A quick picture of the image being sampled now (first of its batch), or None when idle."""
+        return preview_of(self._latents, self._model)
+
+    def load_lora_file(self, path: Path) -> LoraFile:
+        """A parsed LoRA file, cached by path and mtime (a changed file is re-read)."""
+        key = (str(path), path.stat().st_mtime)
+        with self._state_lock:
+            cached = self._loras.get(key)
+        if cached is not None:
+            return cached
+        lora = load_lora(path)
+        with self._state_lock:
+            self._loras[key] = lora
+            while len(self._loras) > 32:
+                self._loras.popitem(last=False)
+        return lora
+
+    # ------------------------------------------------------------------------------------------------ train
+    def submit_train(self, config: TrainConfig, *, on_progress: ProgressFn | None = None) -> Job:
+        """Queue a training run on the device (it waits for a running generation); ``result()`` is a TrainResult.
+        A ``base`` that is neither "demo" nor an existing path is looked up in the library, like ``--checkpoint``."""
+        base = config.base
+        if base not in ("", DEMO) and not Path(base).expanduser().exists():
+            base = str(self.library.resolve_checkpoint(base).path)
+        config = config.with_(
+            base=base,
+            lora_dir=config.lora_dir or self.settings.lora_path,
+            output_dir=config.output_dir or self.settings.home / "training" / config.name,
+        )
+
+        def run(job: Job) -> TrainResult:
+            from loradeck.train import train_lora
+
+            def progress(p: Any) -> None:
+                values = {"loss": p.loss, "avg_loss": p.avg_loss, "lr": p.lr, "it_per_s": p.it_per_s, "eta_s": p.eta_s}
+                job.report(Progress(p.step, p.total, phase=p.phase, values=values))
+
+            result = train_lora(config, on_progress=progress, cancel=job.interrupted)
+            self.library.refresh()  # the new LoRA is in the library at once
+            return result
+
+        return self._submit(
+            self.queue, run, kind="train", key=("train", config.name), label=f"train {config.name}",
+            progress=Progress(0, 0, phase="train"), on_progress=on_progress,
+        )  # fmt: skip
+
+    def train(self, config: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainResult:
+        result: TrainResult = self.wait(self.submit_train(config, on_progress=on_progress))
+        return result
+
+    # ------------------------------------------------------------------------------------------------ civitai
+    def civitai(self) -> CivitaiClient:
+        """A Civitai client with this studio's URL and token (use it in a ``with`` block)."""
+        from loradeck.civitai import CivitaiClient
+
+        return CivitaiClient.from_settings(self.settings)
+
+    def submit_download(
+        self,
+        ref: str,
+        *,
+        version_id: int | None = None,
+        file_id: int | None = None,
+        to: Path | None = None,
+        nsfw: bool = False,
+        overwrite: bool = False,
+        on_progress: ProgressFn | None = None,
+    ) -> Job:
+        """Queue a verified download into the LoRA or checkpoint folder; ``result()`` is a DownloadResult."""
+
+        def run(job: Job) -> DownloadResult:
+            from loradeck.civitai import download
+
+            def progress(done: int, total: int | None) -> None:
+                job.report(Progress(done, total or 0, unit="bytes", phase="download"))
+                if job.interrupted.is_set():
+                    raise Cancelled(f"The download of {ref} was cancelled; the partial file is kept for a resume.")
+
+            with self.civitai() as client:
+                result = download(
+                    client, ref, lora_dir=self.settings.lora_path, checkpoint_dir=self.settings.checkpoint_dir,
+                    to=to, version_id=version_id, file_id=file_id, nsfw=nsfw, overwrite=overwrite,
+                    on_progress=progress,
+                )  # fmt: skip
+            self.library.refresh()  # the new file is in the library at once
+            return result
+
+        return self._submit(
+            self.downloads, run, kind="civitai-download", label=ref,
+            progress=Progress(0, 0, unit="bytes", phase="download"), on_progress=on_progress,
+        )  # fmt: skip
+
+    def download(self, ref: str, **kw: Any) -> DownloadResult:
+        result: DownloadResult = self.wait(self.submit_download(ref, **kw))
+        return result
+
+    def identify(self, paths: Iterable[Path] | None = None, *, nsfw: bool = False, write_sidecars: bool = True) -> Any:
+        """Look local files up on Civitai by hash and write their sidecars (default: the LoRA folder)."""
+        from loradeck.civitai import identify
+
+        with self.civitai() as client:
+            report = identify(client, list(paths or [self.settings.lora_path]), nsfw=nsfw, write_sidecars=write_sidecars)
+        self.library.refresh()
+        return report
+
