@@ -30,10 +30,10 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from loradeck.demo.paths import demo_model_dir
 from loradeck.families import Family
 from loradeck.lora import keymap_for_family
 from loradeck.server import create_app
-from loradeck.demo.paths import demo_model_dir
 from loradeck.services.studio import Studio
 
 FILES = {"unet": "unet/diffusion_pytorch_model.safetensors", "te1": "text_encoder/model.safetensors"}

@@ -6,8 +6,8 @@ import numpy as np
 
 from loradeck.engine.checkpoints import load_base_model
 from loradeck.lora.bake import merge_into_checkpoint
-from loradeck.vocab import GenerationRequest
 from loradeck.services.studio import Studio
+from loradeck.vocab import GenerationRequest
 from tests.helpers.checkpoints import write_checkpoint, write_tokenizer
 from tests.helpers.loras import write_lora_for
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from loradeck.version import __version__
+
 __all__ = ["Studio", "GenerationRequest", "GenerationResult", "Settings", "__version__"]
 
 if TYPE_CHECKING:
-    from loradeck.vocab import GenerationRequest, GenerationResult
-    from loradeck.settings import Settings
     from loradeck.services.studio import Studio
+    from loradeck.settings import Settings
+    from loradeck.vocab import GenerationRequest, GenerationResult
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import loradeck` must not import torch

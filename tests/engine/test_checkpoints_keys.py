@@ -170,7 +170,10 @@ def test_prediction_hints():
     v_yaml = 'model:\n  params:\n    parameterization: "v"\n'
     assert detect_checkpoint_family(keys, shapes, sidecar_yaml=base_yaml) == (Family.SD2, "epsilon")
     assert detect_checkpoint_family(keys, shapes, sidecar_yaml=v_yaml) == (Family.SD2, "v")
-    assert detect_checkpoint_family(keys, shapes, metadata={"modelspec.prediction_type": "epsilon"}) == (Family.SD2, "epsilon")
+    assert detect_checkpoint_family(keys, shapes, metadata={"modelspec.prediction_type": "epsilon"}) == (
+        Family.SD2,
+        "epsilon",
+    )
     xl = to_ldm(build_components("sdxl", model_configs("sdxl")), Family.SDXL)
     assert detect_checkpoint_family([*xl, "v_pred"], _shapes(xl)) == (Family.SDXL, "v")
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from loradeck.engine.hires import resolve_upscaler, target_size
 from loradeck.prompt.pnginfo import request_from_png
-from loradeck.vocab import GenerationRequest, HiresFix
 from loradeck.services.studio import Studio
+from loradeck.vocab import GenerationRequest, HiresFix
 
 PROMPT = "a red circle on a blue background"
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
+from loradeck.demo.paths import demo_model_dir
 from loradeck.engine.conditioning import Conditioning
 from loradeck.engine.pipeline import Components, Job, Runner
 from loradeck.engine.schedulers import SAMPLERS, resolve
 from loradeck.errors import Cancelled, InvalidRequest
-from loradeck.demo.paths import demo_model_dir
 
 
 @pytest.fixture(scope="module")

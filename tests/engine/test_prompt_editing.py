@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from loradeck.vocab import GenerationRequest
 from loradeck.services.studio import Studio
+from loradeck.vocab import GenerationRequest
 
 RED = "a red circle on a blue background"
 GREEN = "a green square on a yellow background"

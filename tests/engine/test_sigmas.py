@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from loradeck.engine.schedulers import make_scheduler, resolve_sampler_schedule as resolve
+from loradeck.engine.schedulers import make_scheduler
+from loradeck.engine.schedulers import resolve_sampler_schedule as resolve
 from loradeck.engine.sigmas import AYS_SD1, AYS_SDXL, align_your_steps, kl_optimal, polyexponential
 from loradeck.errors import InvalidRequest
-from loradeck.vocab import GenerationRequest
 from loradeck.services.studio import Studio
+from loradeck.vocab import GenerationRequest
 
 SD_CONFIG = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 

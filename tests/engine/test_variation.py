@@ -8,8 +8,8 @@ import torch
 
 from loradeck.engine.noise import slerp, variation_noise
 from loradeck.prompt.pnginfo import request_from_png
-from loradeck.vocab import GenerationRequest
 from loradeck.services.studio import Studio
+from loradeck.vocab import GenerationRequest
 
 PROMPT = "a red circle on a blue background"
 

@@ -73,8 +73,8 @@ def write_demo_lora(
     from safetensors import safe_open
     from safetensors.numpy import save_file as save_np
 
-    from loradeck.lora import keymap_for_family
     from loradeck.demo.paths import demo_model_dir
+    from loradeck.lora import keymap_for_family
 
     rng = np.random.default_rng(seed)
     alpha = float(rank if alpha is None else alpha)

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from loradeck.demo.paths import demo_lora_dir
 from loradeck.server import create_app
 from loradeck.settings import Limits
-from loradeck.demo.paths import demo_lora_dir
 from tests.civitai.fake_server import FakeCivitai, lora_bytes
 
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from loradeck.demo.paths import demo_lora_dir
 from loradeck.prompt.infotext import parse_infotext
 from loradeck.prompt.pnginfo import read_infotext
 from loradeck.prompt.tags import parse_prompt
-from loradeck.demo.paths import demo_lora_dir
 from tests.helpers.servers import running_server
 from tests.ui.helpers import listening_ports, write_demo_lora, write_sidecars
 

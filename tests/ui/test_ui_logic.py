@@ -13,12 +13,12 @@ from loradeck.errors import InvalidRequest
 from loradeck.families import Family
 from loradeck.prompt.infotext import format_infotext
 from loradeck.prompt.tags import parse_prompt
-from loradeck.vocab import GenerationRequest, HiresFix
 from loradeck.ui.catalog import ALL_FOLDERS, TOP_LEVEL, Card, folders, select_cards, toggle_card
 from loradeck.ui.fields import build_request, fields_from_infotext, seed_of
 from loradeck.ui.generation import Run, progress_html
 from loradeck.ui.lora_cards import card_html
 from loradeck.ui.weights import normalise, prompt_loras, set_weight
+from loradeck.vocab import GenerationRequest, HiresFix
 
 
 def card(name="pix", alias=None, sub="", family=Family.DEMO, words=("pixart",), act="pixart", neg="", w=0.7, mtime=0.0):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from loradeck.errors import InvalidRequest, LoradeckError, UpstreamError
+from loradeck.errors import InvalidRequest, UpstreamError
 
 KEY_HELP = "create a key at https://civitai.com/user/account and pass it with --token or set CIVITAI_API_TOKEN"
 _SECRET_PARAMS = {"token", "api_key", "apikey", "key"}

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from loradeck.cli.common import LoraDir, ModelsDir, console
+from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio
 
 app = typer.Typer(
     help="Search Civitai, download verified models with their sidecars, identify local files.", no_args_is_help=True
@@ -20,12 +20,8 @@ Token = Annotated[
 ]
 
 
-def _client(civitai_url: str | None, token: str | None, **dirs):
-    from loradeck.civitai import CivitaiClient
-    from loradeck.settings import load_settings
-
-    settings = load_settings(civitai_url=civitai_url, civitai_token=token, **dirs)
-    return settings, CivitaiClient.from_settings(settings)
+def _studio(civitai_url: str | None, token: str | None, **dirs):
+    return make_studio(civitai_url=civitai_url, civitai_token=token, **dirs)
 
 
 def _size(kb: float | None) -> str:
@@ -54,9 +50,8 @@ def search(
     """Search Civitai's models (cursor pages are followed until --limit models are listed)."""
     from rich.table import Table
 
-    _settings, client = _client(civitai_url, token)
     models = []
-    with client:
+    with _studio(civitai_url, token).civitai() as client:
         for page in client.search_pages(
             query, types=type_ or (), base_models=base or (), sort=sort, period=period, nsfw=nsfw, limit=min(limit, 100)
         ):
@@ -102,16 +97,13 @@ def download(
     """Download a model: resumable, SHA256-verified, installed atomically with its sidecars."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from loradeck.civitai import download as fetch
-
-    settings, client = _client(civitai_url, token, models_dir=models_dir, lora_dir=lora_dir)
-    with client, Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                          TimeRemainingColumn(), console=console, transient=True) as bar:  # fmt: skip
+    studio = _studio(civitai_url, token, models_dir=models_dir, lora_dir=lora_dir)
+    with Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:  # fmt: skip
         task = bar.add_task("download", total=None)
-        result = fetch(
-            client, ref, lora_dir=settings.lora_path, checkpoint_dir=settings.checkpoint_dir, to=to,
-            version_id=version, file_id=file, nsfw=nsfw,
-            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+        result = studio.download(
+            ref, to=to, version_id=version, file_id=file, nsfw=nsfw,
+            on_progress=lambda p: bar.update(task, completed=p.step, total=p.total or None),
         )  # fmt: skip
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
@@ -138,11 +130,8 @@ def identify(
     token: Token = None,
 ) -> None:
     """Find local files on Civitai by hash (SHA256, then AutoV3) and write their sidecars."""
-    from loradeck.civitai import identify as find
-
-    settings, client = _client(civitai_url, token, lora_dir=lora_dir)
-    with client:
-        report = find(client, paths or [settings.lora_path], nsfw=nsfw, write_sidecars=not no_sidecars)
+    studio = _studio(civitai_url, token, lora_dir=lora_dir)
+    report = studio.identify(paths, nsfw=nsfw, write_sidecars=not no_sidecars)
     for item in report.matched:
         v = item.version
         console.print(

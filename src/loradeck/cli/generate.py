@@ -129,9 +129,12 @@ def _run_with_progress(studio, request):
     ) as bar:
         task = bar.add_task("loading model", total=None)
 
-        def on_progress(first_image: int, step: int, steps: int) -> None:
-            last = min(first_image + request.batch_size, total_images)
-            label = f"image {first_image + 1}" if last == first_image + 1 else f"images {first_image + 1}-{last}"
-            bar.update(task, description=f"{label} of {total_images}", completed=step, total=steps)
+        def on_progress(p) -> None:  # a loradeck.vocab.Progress
+            if p.phase != "sample":
+                return
+            first = p.first_image
+            last = min(first + request.batch_size, total_images)
+            label = f"image {first + 1}" if last == first + 1 else f"images {first + 1}-{last}"
+            bar.update(task, description=f"{label} of {total_images}", completed=p.step, total=p.total)
 
         return studio.generate(request, on_progress=on_progress)

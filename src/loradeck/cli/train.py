@@ -84,7 +84,8 @@ def train(
     config: Annotated[Path | None, typer.Option(help="train.toml with the same keys (flags win).")] = None,
 ) -> None:
     """Train a LoRA (kohya format, with ss_* metadata and a .json sidecar) into the LoRA folder."""
-    from loradeck.train import TrainConfig, train_lora
+    from loradeck.cli.common import make_studio
+    from loradeck.services.types import TrainConfig
 
     flags = dict(
         data=data, base=base, name=name, trigger=trigger, rank=rank, alpha=alpha, lr=lr, unet_lr=unet_lr,
@@ -117,10 +118,12 @@ def train(
             if p.phase not in tasks:
                 label = "caching latents" if p.phase == "cache" else f"training {cfg.name}"
                 tasks[p.phase] = bar.add_task(label, total=p.total, info="")
-            info = "" if p.phase == "cache" else f"loss {p.avg_loss:.4f}  {p.it_per_s:.2f} it/s  lr {p.lr:.2e}"
+            v = p.values
+            info = "" if p.phase == "cache" else f"loss {v['avg_loss']:.4f}  {v['it_per_s']:.2f} it/s  lr {v['lr']:.2e}"
             bar.update(tasks[p.phase], completed=p.step, info=info)
 
-        result = train_lora(cfg, on_progress=progress)
+        studio = make_studio(lora_dir=lora_dir, device=device)
+        result = studio.train(cfg, on_progress=progress)
     if result.cancelled:
         console.print(f"[yellow]stopped at step {result.steps}[/]; --resume continues from {result.output_dir}")
         return

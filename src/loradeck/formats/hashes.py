@@ -97,7 +97,7 @@ class StreamHasher:
                 return
             self._data_start = 8 + struct.unpack("<Q", self._prefix)[0]
         lo = max(start, self._data_start)
-        if lo < end:
+        if lo < end and self._tensor is not None:
             self._tensor.update(view[lo - start :])
 
     def result(self) -> FileHashes:

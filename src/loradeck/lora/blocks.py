@@ -92,6 +92,7 @@ class DeltaRows:
     def block(self, r0: int, r1: int, out: torch.Tensor) -> torch.Tensor:
         """Rows r0:r1 of Δ, written into ``out`` ([r1 − r0, cols] float32)."""
         if self.up is not None:
+            assert self.down is not None
             torch.mm(self.up[r0:r1], self.down, out=out)
             if self.rest is not None:
                 out.add_(self.rest[r0:r1])
@@ -103,6 +104,7 @@ class DeltaRows:
     def merge_rows(self, r0: int, r1: int, base: torch.Tensor, out: torch.Tensor, scratch: torch.Tensor) -> None:
         """out = T(base + Δ[r0:r1]) where ``base`` is a copy (not ``out``); plain float32 LoRAs in one GEMM call."""
         if self.rest is None and base.dtype == torch.float32:
+            assert self.up is not None and self.down is not None
             torch.addmm(base, self.up[r0:r1], self.down, out=out)  # C = base + U·D: no separate pass for the add
         else:
             merge_into(out, base, self.block(r0, r1, scratch))
@@ -143,6 +145,6 @@ def wide_positions(c: torch.Tensor) -> torch.Tensor:
     if c.device.type == "cpu":  # numpy finds them ~5× faster than torch.nonzero on the CPU
         a = c.reshape(-1).numpy()
         shifted = (a + 128).view(np.uint32 if a.dtype == np.int32 else np.uint16 if a.dtype == np.int16 else np.uint64)
-        return torch.from_numpy(np.flatnonzero(shifted > 255))
+        return torch.from_numpy(np.flatnonzero(np.greater(shifted, 255)))
     flat = c.reshape(-1)
     return ((flat < -128) | (flat > 127)).nonzero().squeeze(1)

@@ -131,7 +131,7 @@ def group_keys(keys: list[str]) -> tuple[dict[str, dict[str, str]], list[str], s
         name, param, layout = parts
         modules.setdefault(name, {})[param] = key
         layouts[layout] = layouts.get(layout, 0) + 1
-    layout = max(layouts, key=layouts.get) if layouts else "unknown"
+    layout = max(layouts, key=lambda name: layouts[name]) if layouts else "unknown"
     return modules, unparsed, layout
 
 

@@ -8,6 +8,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from loradeck.families import Family
 from loradeck.formats.safetensors_io import SafetensorsHeader
@@ -105,7 +106,7 @@ def describe_header(header: SafetensorsHeader, path: str | os.PathLike | None = 
 
 def inspect_lora(path: str | os.PathLike) -> dict:
     """Everything ``loradeck lora inspect`` shows, as a JSON-ready dict."""
-    lora = load_lora(path)
+    lora = load_lora(Path(path))
     total, matched_names, unmatched = len(lora.modules), [], list(lora.unparsed_keys)
     if lora.family is not Family.UNKNOWN:
         keymap = keymap_for_family(lora.family)
@@ -114,7 +115,7 @@ def inspect_lora(path: str | os.PathLike) -> dict:
         unmatched = report.unmatched_keys
         total = len(keymap.modules) + (len(keymap.conv_modules) if "locon" in lora.format else 0)
     metadata = lora.metadata
-    summary = {k: metadata[k] for k in _META_FIELDS if k in metadata}
+    summary: dict[str, Any] = {k: metadata[k] for k in _META_FIELDS if k in metadata}
     if "ss_tag_frequency" in metadata:
         summary["top_tags"] = _top_tags(metadata["ss_tag_frequency"])
     return {

@@ -14,8 +14,10 @@ Canonical spelling: SD1/SD2/demo U-Net ``lora_unet_down_blocks_0_attentions_0_â€
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 from loradeck.families import Family
 
@@ -213,6 +215,11 @@ def _shipped_config(folder: str, sub: str) -> dict:
     return json.loads(text)
 
 
+def _demo_config(sub: str) -> dict:
+    """A config of the embedded demo model (package data: read, not imported, so lora/ stays below demo/)."""
+    return json.loads((resources.files("loradeck") / "demo" / "model" / sub / "config.json").read_text())
+
+
 def _has_text_model(config: dict) -> bool:
     return "CLIPTextModelWithProjection" in (config.get("architectures") or [])
 
@@ -220,9 +227,7 @@ def _has_text_model(config: dict) -> bool:
 def keymap_for_family(family: Family) -> KeyMap:
     """KeyMap from the configs shipped for ``family`` (sd1, sd2, sdxl)."""
     if family is Family.DEMO:
-        from loradeck.demo.build import text_config, unet_config  # the embedded model's own (tiny) configs
-
-        return build_keymap(family, unet_config(), {"te1": text_config(1, 0, 0)}, {"te1": False})
+        return build_keymap(family, _demo_config("unet"), {"te1": _demo_config("text_encoder")}, {"te1": False})
     folder = family.config_dir
     if folder is None:
         raise ValueError(f"no shipped config for family {family.value!r}; use keymap_from_models")
@@ -233,7 +238,7 @@ def keymap_for_family(family: Family) -> KeyMap:
     return build_keymap(family, unet, tes, {k: _has_text_model(v) for k, v in tes.items()})
 
 
-def keymap_from_models(family: Family, unet, text_encoders: dict[str, object]) -> KeyMap:
+def keymap_from_models(family: Family, unet: Any, text_encoders: Mapping[str, Any]) -> KeyMap:
     """KeyMap from loaded models' configs (``unet.config``; each text encoder's ``config.num_hidden_layers``).
 
     Only config numbers and the class (``text_model`` attribute) are read, never the module tree's names.

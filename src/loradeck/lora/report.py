@@ -78,8 +78,8 @@ def shape_problem(spec: ModuleSpec, module: nn.Module) -> str | None:
         ok = math.prod(t["dora_scale"]) in (out, w.shape[1] if w.dim() > 1 else out)
     for bias_key in ("diff_b", "b_norm"):
         if ok and bias_key in t:
-            b = getattr(module, "bias", None)
-            ok = b is not None and math.prod(t[bias_key]) == b.numel()
+            bias = getattr(module, "bias", None)
+            ok = bias is not None and math.prod(t[bias_key]) == bias.numel()
     if ok:
         return None
     shapes = ", ".join(f"{k} {list(v)}" for k, v in t.items() if k != "alpha")

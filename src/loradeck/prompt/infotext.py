@@ -74,7 +74,7 @@ _SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
 
 def loradeck_version() -> str:
     """The ``Version`` value we write: ``loradeck x.y.z``."""
-    from loradeck import __version__
+    from loradeck.version import __version__
 
     return f"loradeck {__version__}"
 
@@ -155,8 +155,9 @@ def _read_value(line: str, start: int) -> tuple[Any, int]:
             except ValueError:
                 pass
     m = _PLAIN_RE.match(line, start)
-    end = m.end()
-    return m.group(0), end + 1 if end < len(line) else end
+    assert m is not None  # the pattern matches the empty string
+    stop = m.end()
+    return m.group(0), stop + 1 if stop < len(line) else stop
 
 
 def _json_end(text: str, start: int) -> int | None:

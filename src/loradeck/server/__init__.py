@@ -6,6 +6,5 @@
 
 from loradeck.server.app import create_app
 from loradeck.server.auth import parse_credentials
-from loradeck.services.jobs import JobQueue, QueuedJob
 
-__all__ = ["JobQueue", "QueuedJob", "create_app", "parse_credentials"]
+__all__ = ["create_app", "parse_credentials"]

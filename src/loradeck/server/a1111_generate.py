@@ -10,10 +10,8 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Request
 
-from loradeck import __version__
 from loradeck.errors import Cancelled, InvalidRequest
 from loradeck.prompt.tags import strip_tags
-from loradeck.vocab import GenerationRequest, GenerationResult, HiresFix
 from loradeck.server.images import decode_image, encode_png, fit_init_image
 from loradeck.server.models import (
     GenerationResponse,
@@ -22,8 +20,11 @@ from loradeck.server.models import (
     ProgressState,
     Txt2ImgRequest,
 )
-from loradeck.services.jobs import QueuedJob
-from loradeck.server.service import Generated, ModelInfo, ServerState
+from loradeck.server.service import ServerState
+from loradeck.services.jobs import Job
+from loradeck.services.limits import check_request
+from loradeck.version import __version__
+from loradeck.vocab import GenerationRequest, GenerationResult, HiresFix
 
 router = APIRouter(prefix="/sdapi/v1", tags=["A1111"])
 
@@ -78,14 +79,9 @@ def _hires(body: Txt2ImgRequest) -> HiresFix | None:
     )
 
 
-def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationResult, model: ModelInfo) -> dict:
+def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationResult) -> dict:
     """A1111's ``info`` keys (processing.Processed.js), filled from what the studio did."""
-    from loradeck.engine.schedulers import resolve_sampler_schedule as resolve
-    from loradeck.prompt.infotext import parse_infotext
-
-    sampler, schedule = resolve(req.sampler, req.scheduler)
-    first = parse_infotext(result.images[0].infotext) if result.images else {}
-    extra = {k: first[k] for k in ("Schedule type", "Lora hashes") if first.get(k)}
+    extra = {"Schedule type": result.schedule} | ({"Lora hashes": result.lora_hashes} if result.lora_hashes else {})
     seeds = result.seeds or [req.seed]
     total = len(seeds)
     return {
@@ -100,20 +96,20 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
         "subseed_strength": body.subseed_strength,
         "width": req.width,
         "height": req.height,
-        "sampler_name": sampler,
+        "sampler_name": result.sampler or req.sampler,
         "cfg_scale": req.cfg_scale,
         "steps": req.steps,
         "batch_size": req.batch_size,
         "restore_faces": bool(body.restore_faces),
         "face_restoration_model": None,
-        "sd_model_name": model.name,
-        "sd_model_hash": model.hash,
+        "sd_model_name": result.model_name,
+        "sd_model_hash": result.model_hash,
         "sd_vae_name": None,
         "sd_vae_hash": None,
         "seed_resize_from_w": body.seed_resize_from_w,
         "seed_resize_from_h": body.seed_resize_from_h,
         "denoising_strength": req.denoising_strength if req.init_image is not None else body.denoising_strength,
-        "extra_generation_params": extra or {"Schedule type": schedule},
+        "extra_generation_params": extra,
         "index_of_first_image": 0,
         "infotexts": [i.infotext for i in result.images],
         "styles": body.styles or [],
@@ -126,30 +122,27 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
     }
 
 
-async def _generate(state: ServerState, body: Txt2ImgRequest, req: GenerationRequest, kind: str) -> GenerationResponse:
-    job = state.submit_generation(req, kind=kind)
+async def _generate(state: ServerState, body: Txt2ImgRequest, req: GenerationRequest) -> GenerationResponse:
+    plan = await anyio.to_thread.run_sync(state.studio.plan, req)  # 422/404 now, not after waiting in the queue
+    job = state.studio.submit_generation(plan)
     try:
-        done: Generated = await asyncio.wrap_future(job.future)
+        result: GenerationResult = await asyncio.wrap_future(job.future)
     except Cancelled:  # cancelled while queued: A1111 answers an interrupted job with what it has, i.e. nothing
-        done = Generated(
-            GenerationResult([], req.prompt, req.negative_prompt, [], interrupted=True), ModelInfo(None, None)
-        )
+        result = GenerationResult([], req.prompt, req.negative_prompt, [], interrupted=True)
 
     def build() -> GenerationResponse:
-        images = [encode_png(i.image, i.infotext) for i in done.result.images] if body.send_images else []
+        images = [encode_png(i.image, i.infotext) for i in result.images] if body.send_images else []
         params = body.model_dump()
         if isinstance(body, Img2ImgRequest):  # A1111 does not echo the pictures back
             params["init_images"], params["mask"] = None, None
-        return GenerationResponse(
-            images=images, parameters=params, info=json.dumps(info_dict(body, req, done.result, done.model))
-        )
+        return GenerationResponse(images=images, parameters=params, info=json.dumps(info_dict(body, req, result)))
 
     return await anyio.to_thread.run_sync(build)
 
 
 @router.post("/txt2img", response_model=GenerationResponse)
 async def txt2img(body: Txt2ImgRequest, request: Request) -> GenerationResponse:
-    return await _generate(state_of(request), body, to_generation_request(body), "txt2img")
+    return await _generate(state_of(request), body, to_generation_request(body))
 
 
 @router.post("/img2img", response_model=GenerationResponse)
@@ -165,36 +158,34 @@ async def img2img(body: Img2ImgRequest, request: Request) -> GenerationResponse:
 
     req = to_generation_request(body)
     req.width, req.height = body.width, body.height
-    from loradeck.server.limits import check_generation
-
-    check_generation(req, state_of(request).limits)  # before decoding a picture of a refused size
+    check_request(req, state_of(request).limits)  # before decoding a picture of a refused size
     req.init_image = await anyio.to_thread.run_sync(prepare)
-    return await _generate(state_of(request), body, req, "img2img")
+    return await _generate(state_of(request), body, req)
 
 
 # ---------------------------------------------------------------------------------------------------- progress
-def progress_of(job: QueuedJob | None) -> ProgressResponse:
+def progress_of(job: Job | None) -> ProgressResponse:
     if job is None:
         return ProgressResponse(progress=0.0, eta_relative=0.0, state=ProgressState())
-    fraction = job.fraction
+    fraction, p = job.fraction, job.progress
     elapsed = time.time() - (job.started_at or time.time())
     eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
     state = ProgressState(
         skipped=job.skipped.is_set(),
         interrupted=job.interrupted.is_set(),
         job=f"{job.kind} {job.id}",
-        job_count=job.batches,
+        job_count=p.batches,
         job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(job.started_at or time.time())),
-        job_no=job.batch_no,
-        sampling_step=job.step,
-        sampling_steps=job.steps,
+        job_no=p.batch,
+        sampling_step=p.step,
+        sampling_steps=p.total,
     )
     return ProgressResponse(progress=round(fraction, 4), eta_relative=round(eta, 3), state=state, textinfo=job.label)
 
 
 @router.get("/progress", response_model=ProgressResponse)
 async def progress(request: Request, skip_current_image: bool = False) -> ProgressResponse:
-    answer = progress_of(state_of(request).queue.running)
+    answer = progress_of(state_of(request).studio.running())
     if not skip_current_image:
         preview = request.app.state.studio.current_preview()
         if preview is not None:
@@ -204,7 +195,7 @@ async def progress(request: Request, skip_current_image: bool = False) -> Progre
 
 @router.post("/interrupt")
 async def interrupt(request: Request) -> dict[str, Any]:
-    job = state_of(request).queue.running
+    job = state_of(request).studio.running()
     if job is not None:
         job.interrupted.set()
     return {}
@@ -212,7 +203,7 @@ async def interrupt(request: Request) -> dict[str, Any]:
 
 @router.post("/skip")
 async def skip(request: Request) -> dict[str, Any]:
-    job = state_of(request).queue.running
+    job = state_of(request).studio.running()
     if job is not None:
         job.skipped.set()
     return {}

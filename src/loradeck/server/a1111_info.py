@@ -57,7 +57,7 @@ async def set_options(body: dict[str, Any], request: Request) -> None:
     state = state_of(request)
     name = body.get("sd_model_checkpoint")
     if name and name != state.checkpoint:
-        job = state.switch_checkpoint(str(name))
+        job = state.studio.switch_checkpoint(str(name))
         await asyncio.wrap_future(job.future)
     with state.lock:
         state.options.update({k: v for k, v in body.items() if k not in ("sd_model_checkpoint", "sd_checkpoint_hash")})
@@ -74,7 +74,7 @@ def _checkpoint_sha(state: ServerState) -> str | None:
 # ---------------------------------------------------------------------------------------------------- models
 @router.get("/sd-models", response_model=list[SDModelItem])
 def sd_models(request: Request) -> list[SDModelItem]:
-    from loradeck.services.studio import demo_model_dir, demo_model_hash
+    from loradeck.demo.paths import demo_model_dir, demo_model_hash
 
     items = [SDModelItem(title=DEMO, model_name=DEMO, hash=demo_model_hash(), filename=str(demo_model_dir()))]
     for c in state_of(request).studio.library.checkpoints():
@@ -106,8 +106,7 @@ def refresh_loras(request: Request) -> None:
 @router.get("/samplers", response_model=list[SamplerItem])
 def samplers() -> list[SamplerItem]:
     """The A1111 samplers loradeck runs, in A1111's order, with their aliases and default schedule."""
-    from loradeck.engine.schedulers import SAMPLERS as AVAILABLE
-    from loradeck.prompt.samplers import SAMPLERS
+    from loradeck.services.catalog import samplers
 
     return [
         SamplerItem(
@@ -115,20 +114,17 @@ def samplers() -> list[SamplerItem]:
             aliases=list(s.aliases),
             options={"scheduler": s.default_schedule} if s.default_schedule else {},
         )
-        for s in SAMPLERS
-        if s.label in AVAILABLE
+        for s in samplers()
     ]
 
 
 @router.get("/schedulers", response_model=list[SchedulerItem])
 def schedulers() -> list[SchedulerItem]:
-    from loradeck.engine.schedulers import SCHEDULES as AVAILABLE
-    from loradeck.prompt.samplers import SCHEDULES
+    from loradeck.services.catalog import schedules
 
     return [
         SchedulerItem(name=s.name, label=s.label, aliases=list(s.aliases) or None, default_rho=_RHO.get(s.label, -1))
-        for s in SCHEDULES
-        if s.label in AVAILABLE
+        for s in schedules()
     ]
 
 

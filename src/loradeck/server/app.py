@@ -1,8 +1,8 @@
 """The FastAPI app: A1111's ``/sdapi/v1`` and our ``/loradeck/v1`` over one Studio, behind HTTP Basic when asked.
 
-Hook for the web UI: the app never claims ``/``; mount the UI there (e.g. ``gradio.mount_gradio_app(app, ui, "/")``)
-and reach the studio through ``app.state.studio`` and the queues through ``app.state.loradeck`` (a ServerState). The
-auth middleware wraps the whole ASGI app, so a UI mounted later is protected too.
+Hook for the web UI: the app never claims ``/``; mount the UI there (``loradeck.ui.mount_ui``) over the same studio,
+so UI and API jobs share its queue. The auth middleware wraps the whole ASGI app, so a UI mounted later is protected
+too.
 """
 
 from __future__ import annotations
@@ -13,45 +13,53 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from loradeck import __version__
-from loradeck.errors import Cancelled, FormatError, InvalidRequest, LoradeckError, LoraNotFound, ModelLoadError
+from loradeck.errors import (
+    Cancelled,
+    CheckpointNotFound,
+    FormatError,
+    InvalidRequest,
+    LoradeckError,
+    LoraNotFound,
+    ModelLoadError,
+    UpstreamError,
+)
 from loradeck.server.auth import BasicAuthMiddleware
-from loradeck.server.limits import BodyLimitMiddleware
-from loradeck.services.jobs import JobQueue
-from loradeck.server.service import DEMO, CheckpointNotFound, ServerState
+from loradeck.server.body_limit import BodyLimitMiddleware
+from loradeck.server.service import DEMO, ServerState
+from loradeck.services.studio import Studio
 from loradeck.settings import Limits
+from loradeck.version import __version__
 
 log = logging.getLogger("loradeck.server")
 
 
 def create_app(
-    studio,
+    studio: Studio,
     *,
     auth: dict[str, str] | None = None,
     limits: Limits | None = None,
-    affinity: bool = True,
-    fairness: int = 4,
+    affinity: bool | None = None,
+    fairness: int | None = None,
     preload: bool = False,
 ) -> FastAPI:
-    """The API app over ``studio``. ``auth`` = {user: password} turns on HTTP Basic for every route; ``limits``
-    defaults to ``studio.settings.limits``; ``fairness`` = how many later jobs may overtake a waiting one."""
+    """The API app over ``studio``. ``auth`` = {user: password} turns on HTTP Basic for every route; ``limits``,
+    ``affinity`` and ``fairness`` (how many later jobs may overtake a waiting one) change the studio's settings."""
     from loradeck.server import a1111_generate, a1111_info, civitai_routes, loradeck_routes, train_routes
 
-    limits = limits or studio.settings.limits
-    state = ServerState(
-        studio=studio,
-        limits=limits,
-        queue=JobQueue(affinity=affinity, fairness=fairness, name="device").start(),
-        downloads=JobQueue(affinity=False, fairness=0, name="downloads").start(),
-    )
+    if limits is not None:
+        studio.settings = studio.settings.with_(limits=limits)
+    if affinity is not None:
+        studio.queue.affinity = affinity
+    if fairness is not None:
+        studio.queue.fairness = fairness
+    state = ServerState(studio=studio)
     if preload:  # load the demo model while the server starts, so the first request does not wait for it
-        state.queue.submit(lambda job: studio.load_checkpoint(None), kind="load", label=f"load {DEMO}")
+        studio.switch_checkpoint(DEMO)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
-        state.queue.stop()
-        state.downloads.stop()
+        studio.close()
 
     app = FastAPI(title="loradeck", version=__version__, lifespan=lifespan)
     app.state.studio = studio
@@ -59,24 +67,22 @@ def create_app(
     for module in (a1111_generate, a1111_info, loradeck_routes, civitai_routes, train_routes):
         app.include_router(module.router)
     _add_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_mb * 1_000_000)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=studio.settings.limits.max_body_mb * 1_000_000)
     if auth:
         app.add_middleware(BasicAuthMiddleware, credentials=auth)  # added last = outermost: checked first
     return app
 
 
 def status_for(exc: LoradeckError) -> int:
-    from loradeck.civitai.errors import CivitaiError, InvalidReference
-
     if isinstance(exc, CheckpointNotFound | LoraNotFound):
         return 404
-    if isinstance(exc, InvalidRequest | FormatError | InvalidReference):
+    if isinstance(exc, InvalidRequest | FormatError):
         return 422
     if isinstance(exc, ModelLoadError):
         return 500
     if isinstance(exc, Cancelled):
         return 409
-    if isinstance(exc, CivitaiError):  # Civitai's own 401/403 must not read as ours: the upstream failed
+    if isinstance(exc, UpstreamError):  # Civitai's own 401/403 must not read as ours: the upstream failed
         return 404 if exc.status in (404, 410) else 502
     return 400
 

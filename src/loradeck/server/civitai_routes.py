@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from loradeck.server.models import CivitaiDownloadRequest
-from loradeck.services.jobs import QueuedJob
 from loradeck.server.service import ServerState
 
 router = APIRouter(prefix="/loradeck/v1/civitai", tags=["civitai"])
@@ -18,9 +17,7 @@ def state_of(request: Request) -> ServerState:
 
 
 def _client(state: ServerState):
-    from loradeck.civitai import CivitaiClient
-
-    return CivitaiClient.from_settings(state.studio.settings)
+    return state.studio.civitai()
 
 
 def _version(v, nsfw: bool) -> dict[str, Any]:
@@ -88,42 +85,25 @@ def search(
 @router.post("/download", status_code=202)
 def download(body: CivitaiDownloadRequest, request: Request) -> dict[str, Any]:
     """Queue a verified download into the LoRA or checkpoint folder; poll ``/loradeck/v1/jobs/{id}``."""
-    from loradeck.civitai import download as civitai_download
-
-    state = state_of(request)
-    settings = state.studio.settings
-
-    def run(job: QueuedJob) -> dict[str, Any]:
-        def on_progress(done: int, total: int | None) -> None:
-            job.set_progress(done, total or 0)
-            if job.interrupted.is_set():
-                from loradeck.errors import Cancelled
-
-                raise Cancelled(f"The download of {body.ref} was cancelled; the partial file is kept for a resume.")
-
-        with _client(state) as client:
-            result = civitai_download(
-                client,
-                body.ref,
-                lora_dir=settings.lora_path,
-                checkpoint_dir=settings.checkpoint_dir,
-                version_id=body.version_id,
-                file_id=body.file_id,
-                nsfw=body.nsfw,
-                overwrite=body.overwrite,
-                on_progress=on_progress,
-            )
-        state.studio.library.refresh()  # the new file is in the library at once
-        job.detail = {
-            "path": str(result.path),
-            "sha256": result.sha256,
-            "size": result.size,
-            "verified": result.verified,
-            "already_present": result.already_present,
-            "sidecars": [str(p) for p in result.sidecars],
-            "warnings": list(result.warnings),
-        }
-        return job.detail
-
-    job = state.downloads.submit(run, kind="civitai-download", label=body.ref, unit="bytes")
+    job = state_of(request).studio.submit_download(
+        body.ref,
+        version_id=body.version_id,
+        file_id=body.file_id,
+        nsfw=body.nsfw,
+        overwrite=body.overwrite,
+        describe=_describe,
+    )
     return {"job_id": job.id, "status_url": f"/loradeck/v1/jobs/{job.id}"}
+
+
+def _describe(result: Any) -> dict[str, Any]:
+    """What the jobs route shows of a finished download: where the file went."""
+    return {
+        "path": str(result.path),
+        "sha256": result.sha256,
+        "size": result.size,
+        "verified": result.verified,
+        "already_present": result.already_present,
+        "sidecars": [str(p) for p in result.sidecars],
+        "warnings": list(result.warnings),
+    }

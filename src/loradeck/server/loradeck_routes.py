@@ -10,8 +10,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from loradeck.services.jobs import QueuedJob
 from loradeck.server.service import ServerState
+from loradeck.services.jobs import Job
 
 router = APIRouter(prefix="/loradeck/v1", tags=["loradeck"])
 PREVIEW_TYPES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
@@ -73,7 +73,7 @@ def library_errors(request: Request) -> list[dict[str, str]]:
 
 
 # ---------------------------------------------------------------------------------------------------- jobs
-def _job_dict(state: ServerState, job: QueuedJob) -> dict[str, Any]:
+def _job_dict(state: ServerState, job: Job) -> dict[str, Any]:
     item = job.to_dict()
     queue = state.queue if state.queue.get(job.id) is job else state.downloads
     item["position"] = queue.position(job)
@@ -84,7 +84,7 @@ def _job_dict(state: ServerState, job: QueuedJob) -> dict[str, Any]:
 def jobs(request: Request, state_filter: str | None = None) -> dict[str, Any]:
     """Queued, running and recent jobs of both queues, plus the device queue's affinity counters."""
     state = state_of(request)
-    items = [_job_dict(state, j) for j in state.queue.jobs() + state.downloads.jobs()]
+    items = [_job_dict(state, j) for j in state.studio.jobs()]
     if state_filter:
         items = [i for i in items if i["state"] == state_filter]
     q = state.queue
@@ -101,8 +101,8 @@ def jobs(request: Request, state_filter: str | None = None) -> dict[str, Any]:
     }
 
 
-def _find(state: ServerState, job_id: str) -> QueuedJob:
-    job = state.queue.get(job_id) or state.downloads.get(job_id)
+def _find(state: ServerState, job_id: str) -> Job:
+    job = state.studio.job(job_id)
     if job is None:
         raise HTTPException(404, f"No job with id {job_id!r}.")
     return job
@@ -119,7 +119,7 @@ def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
     """A queued job is dropped (it never runs); a running one is interrupted."""
     state = state_of(request)
     job = _find(state, job_id)
-    (state.queue if state.queue.get(job_id) is job else state.downloads).cancel(job_id)
+    state.studio.cancel(job_id)
     return _job_dict(state, job)
 
 

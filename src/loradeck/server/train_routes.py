@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from loradeck.services.jobs import QueuedJob
 from loradeck.server.service import ServerState
+from loradeck.services.types import TrainConfig
 
 router = APIRouter(prefix="/loradeck/v1", tags=["train"])
 
@@ -39,27 +39,18 @@ class TrainRequest(BaseModel):
 @router.post("/train", status_code=202)
 def train(body: TrainRequest, request: Request) -> dict[str, Any]:
     """Queue a training run on the generation device; poll ``/loradeck/v1/jobs/{id}`` (step, loss), cancel it there."""
-    from loradeck.train import TrainConfig
-
     state: ServerState = request.app.state.loradeck
     config = TrainConfig(**body.model_dump() | {"data": Path(body.data)})
-
-    def run(job: QueuedJob) -> dict[str, Any]:
-        def on_progress(p) -> None:
-            if p.phase == "train":
-                job.set_progress(p.step, p.total)
-                job.detail = {"loss": p.avg_loss, "lr": p.lr, "it_per_s": p.it_per_s, "eta_s": p.eta_s}
-
-        result = state.studio.train(config, on_progress=on_progress, cancel=job.interrupted)
-        job.detail = {
-            "lora": str(result.lora_path) if result.lora_path else None,
-            "steps": result.steps,
-            "total_steps": result.total_steps,
-            "final_loss": result.final_loss,
-            "cancelled": result.cancelled,
-            "output_dir": str(result.output_dir),
-        }
-        return job.detail
-
-    job = state.queue.submit(run, kind="train", key=("train", body.name), label=f"train {body.name}")
+    job = state.studio.submit_train(config, describe=_describe)
     return {"job_id": job.id, "status_url": f"/loradeck/v1/jobs/{job.id}"}
+
+
+def _describe(result: Any) -> dict[str, Any]:
+    return {
+        "lora": str(result.lora_path) if result.lora_path else None,
+        "steps": result.steps,
+        "total_steps": result.total_steps,
+        "final_loss": result.final_loss,
+        "cancelled": result.cancelled,
+        "output_dir": str(result.output_dir),
+    }

@@ -13,7 +13,6 @@ from typing import Any, Protocol
 import torch
 from PIL import Image
 
-from loradeck import __version__
 from loradeck.engine.conditioning import PromptSchedules, encode_prompts
 from loradeck.engine.hires import LATENT_UPSCALERS, hires_pass
 from loradeck.engine.outputs import output_folder, save_png
@@ -23,6 +22,7 @@ from loradeck.prompt.editing import prompt_schedule
 from loradeck.prompt.infotext import format_infotext
 from loradeck.services.models import LoadedModel
 from loradeck.services.plan import GenerationPlan
+from loradeck.version import __version__
 from loradeck.vocab import GeneratedImage, GenerationResult, Progress
 
 
@@ -119,9 +119,7 @@ def _draw_batch(
 
     def progress(step: int, steps: int) -> None:
         job.report(
-            Progress(
-                step, steps, phase="sample", batch=b, batches=request.batch_count, first_image=batch.start or 0
-            )
+            Progress(step, steps, phase="sample", batch=b, batches=request.batch_count, first_image=batch.start or 0)
         )
 
     common: dict[str, Any] = dict(

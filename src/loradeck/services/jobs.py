@@ -49,6 +49,7 @@ class Job:
     progress: Progress = field(default_factory=Progress)
     detail: dict[str, Any] = field(default_factory=dict)  # what the job reports about itself (its result's summary)
     on_progress: Callable[[Progress], None] | None = field(default=None, repr=False)  # the submitter's listener
+    describe: Callable[[Any], dict[str, Any]] | None = field(default=None, repr=False)  # result → detail
     interrupted: threading.Event = field(default_factory=threading.Event)
     skipped: threading.Event = field(default_factory=threading.Event)
     future: Future = field(default_factory=Future, repr=False)
@@ -141,9 +142,11 @@ class JobQueue:
         label: str = "",
         progress: Progress | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        describe: Callable[[Any], dict[str, Any]] | None = None,
     ) -> Job:
-        """Queue ``fn(job)``; ``progress`` is what the job reports while it waits (its unit and size)."""
-        job = Job(fn=fn, kind=kind, key=key, label=label, on_progress=on_progress)
+        """Queue ``fn(job)``; ``progress`` is what the job reports while it waits (its unit and size);
+        ``describe(result)`` becomes the job's ``detail`` before it is marked done."""
+        job = Job(fn=fn, kind=kind, key=key, label=label, on_progress=on_progress, describe=describe)
         if progress is not None:
             job.progress = progress
         with self._cond:
@@ -259,6 +262,11 @@ class JobQueue:
             job.finished_at = time.time()
             job.future.set_exception(exc)
             return
-        job.state = CANCELLED if getattr(result, "interrupted", False) else DONE
+        if job.describe is not None:
+            try:
+                job.detail = job.describe(result)
+            except Exception:  # noqa: BLE001 — a summary must never fail the job it describes
+                job.detail = {}
+        job.state = CANCELLED if getattr(result, "interrupted", False) or getattr(result, "cancelled", False) else DONE
         job.finished_at = time.time()
         job.future.set_result(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -73,16 +74,20 @@ def load_model(source: ModelSource, settings: Settings) -> LoadedModel:
         scheduler_config=dict(base.scheduler_config),
     )
     runner = Runner(components, device, dtype)
-    encoders = {"te1": base.text_encoder} | ({"te2": base.text_encoder_2} if base.text_encoder_2 else {})
+    encoders: dict[str, torch.nn.Module] = {"te1": base.text_encoder} | (
+        {"te2": base.text_encoder_2} if base.text_encoder_2 else {}
+    )
+    modules: dict[str, torch.nn.Module] = {"unet": base.unet, **encoders}
     patcher = LoraPatcher(
-        {"unet": base.unet, **encoders},
+        modules,
         keymap_from_models(family, base.unet, encoders),
         copy_share=settings.lora_copy_share,
     )
+    pipe: Any = runner.txt2img  # diffusers' pipeline mixins are not typed
     if settings.attention_slicing:
-        runner.txt2img.enable_attention_slicing()
+        pipe.enable_attention_slicing()
     if settings.cpu_offload and device.type == "cuda":
-        runner.txt2img.enable_model_cpu_offload()
+        pipe.enable_model_cpu_offload()
     return LoadedModel(
         name=DEMO if is_demo else source.path.stem,
         title=source.title,

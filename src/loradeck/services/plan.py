@@ -9,7 +9,7 @@ may add LoRA tags), interfaces learn of a bad request at once, and nothing downs
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,11 +113,11 @@ def plan_generation(
     check_request(request, settings.limits)
     warnings: list[str] = []
     if request.styles:  # before anything reads the prompt: a style may bring LoRA tags (A1111's order)
-        prompt, negative, style_warnings = apply_styles(
+        styled, styled_negative, style_warnings = apply_styles(
             request.prompt, request.negative_prompt, request.styles, read_styles(settings.styles_path)
         )
         warnings += style_warnings
-        request = replace(request, prompt=prompt, negative_prompt=negative, styles=[])
+        request = replace(request, prompt=styled, negative_prompt=styled_negative, styles=[])
         check_request(request, settings.limits)
     sampler, schedule = resolve_sampler_schedule(request.sampler, request.scheduler)
     request = _with_seeds(request)
@@ -167,7 +167,7 @@ def _with_seeds(request: GenerationRequest) -> GenerationRequest:
     return replace(request, seed=seed, variation_seed=sub)
 
 
-def _resolve(tags: list[LoraTag], library: Library, family: Family, warnings: list[str]) -> list[LoraChoice]:
+def _resolve(tags: Sequence[LoraTag], library: Library, family: Family, warnings: list[str]) -> list[LoraChoice]:
     choices = []
     for tag in tags:
         try:

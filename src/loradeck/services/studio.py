@@ -18,11 +18,9 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
 from PIL import Image
 
 from loradeck.demo.paths import DEMO, demo_lora_dir, demo_native_size
@@ -30,16 +28,17 @@ from loradeck.errors import Cancelled, CheckpointNotFound, ModelLoadError
 from loradeck.families import Family
 from loradeck.library import Library
 from loradeck.library.entries import LoraEntry
-from loradeck.lora import LoraFile, load_lora
-from loradeck.services.generation import preview_of, run_plan
 from loradeck.services.jobs import Job, JobQueue
-from loradeck.services.models import LoadedModel, ModelSource, load_model
 from loradeck.services.plan import Checkpoint, GenerationPlan, plan_generation
 from loradeck.settings import Settings, load_settings
 from loradeck.vocab import GenerationRequest, GenerationResult, Progress
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine side (torch, diffusers) loads when a job first needs it: `loradeck civitai …` never does
+    import torch
+
     from loradeck.civitai import CivitaiClient, DownloadResult
+    from loradeck.lora import LoraFile
+    from loradeck.services.models import LoadedModel, ModelSource
     from loradeck.train import TrainConfig, TrainResult
 
 log = logging.getLogger("loradeck")
@@ -177,10 +176,14 @@ class Studio:
             return model
         self._model = None
         del model  # free the previous model before loading the next one
+        from loradeck.services.models import load_model
+
         self._model = load_model(source, self.settings)
         return self._model
 
     def _source(self, name: str | None) -> ModelSource:
+        from loradeck.services.models import ModelSource
+
         if name in (None, "", DEMO):
             return ModelSource.demo()
         try:
@@ -233,6 +236,8 @@ class Studio:
             # planned before the model was in memory: plan again with what it really is (seeds are fixed)
             real = Checkpoint(model.title, model.family, model.native_size)
             plan = plan_generation(plan.request, checkpoint=real, library=self.library, settings=self.settings)
+        from loradeck.services.generation import run_plan
+
         return run_plan(
             plan,
             model,
@@ -247,6 +252,10 @@ class Studio:
 
     def current_preview(self) -> Image.Image | None:
         """A quick picture of the image being sampled now (first of its batch), or None when idle."""
+        if self._latents is None:
+            return None
+        from loradeck.services.generation import preview_of
+
         return preview_of(self._latents, self._model)
 
     def load_lora_file(self, path: Path) -> LoraFile:
@@ -256,6 +265,8 @@ class Studio:
             cached = self._loras.get(key)
         if cached is not None:
             return cached
+        from loradeck.lora import load_lora
+
         lora = load_lora(path)
         with self._state_lock:
             self._loras[key] = lora
@@ -264,7 +275,13 @@ class Studio:
         return lora
 
     # ------------------------------------------------------------------------------------------------ train
-    def submit_train(self, config: TrainConfig, *, on_progress: ProgressFn | None = None) -> Job:
+    def submit_train(
+        self,
+        config: TrainConfig,
+        *,
+        on_progress: ProgressFn | None = None,
+        describe: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> Job:
         """Queue a training run on the device (it waits for a running generation); ``result()`` is a TrainResult.
         A ``base`` that is neither "demo" nor an existing path is looked up in the library, like ``--checkpoint``."""
         base = config.base
@@ -289,7 +306,7 @@ class Studio:
 
         return self._submit(
             self.queue, run, kind="train", key=("train", config.name), label=f"train {config.name}",
-            progress=Progress(0, 0, phase="train"), on_progress=on_progress,
+            progress=Progress(0, 0, phase="train"), on_progress=on_progress, describe=describe,
         )  # fmt: skip
 
     def train(self, config: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainResult:
@@ -313,6 +330,7 @@ class Studio:
         nsfw: bool = False,
         overwrite: bool = False,
         on_progress: ProgressFn | None = None,
+        describe: Callable[[Any], dict[str, Any]] | None = None,
     ) -> Job:
         """Queue a verified download into the LoRA or checkpoint folder; ``result()`` is a DownloadResult."""
 
@@ -335,7 +353,7 @@ class Studio:
 
         return self._submit(
             self.downloads, run, kind="civitai-download", label=ref,
-            progress=Progress(0, 0, unit="bytes", phase="download"), on_progress=on_progress,
+            progress=Progress(0, 0, unit="bytes", phase="download"), on_progress=on_progress, describe=describe,
         )  # fmt: skip
 
     def download(self, ref: str, **kw: Any) -> DownloadResult:
@@ -347,7 +365,8 @@ class Studio:
         from loradeck.civitai import identify
 
         with self.civitai() as client:
-            report = identify(client, list(paths or [self.settings.lora_path]), nsfw=nsfw, write_sidecars=write_sidecars)
+            report = identify(
+                client, list(paths or [self.settings.lora_path]), nsfw=nsfw, write_sidecars=write_sidecars
+            )
         self.library.refresh()
         return report
-

@@ -24,7 +24,7 @@ from loradeck.train.data_scan import DatasetSpec, scan_dataset
 from loradeck.train.dataset import BucketSettings, TrainDataset
 from loradeck.train.network import LoraNetwork
 from loradeck.train.noise import min_snr_weights, noised
-from loradeck.train.optim import make_optimizer, make_lr_scheduler
+from loradeck.train.optim import make_lr_scheduler, make_optimizer
 from loradeck.train.output import SAVE_DTYPES, RunFacts, save_lora, save_preview, training_metadata
 from loradeck.train.plots import loss_curve_png
 from loradeck.train.sampling import Sampler, parse_sample_prompt, sample_path

@@ -156,7 +156,7 @@ def training_metadata(cfg, facts: RunFacts, *, steps_done: int, epoch: int) -> d
 
 
 def _version() -> str:
-    from loradeck import __version__
+    from loradeck.version import __version__
 
     return __version__
 

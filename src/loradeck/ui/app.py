@@ -16,6 +16,7 @@ import gradio as gr
 from PIL import Image
 
 from loradeck.errors import LoradeckError
+from loradeck.services.studio import Studio
 from loradeck.ui import status
 from loradeck.ui.catalog import LoraCatalog
 from loradeck.ui.civitai_tab import build_civitai_tab
@@ -32,7 +33,7 @@ HEADER = """<div id="ld-header"><h1>loradeck</h1><span class="ld-tagline">LoRA s
 <a href="docs" target="_blank" rel="noopener">API docs</a></div>"""
 
 
-def build_ui(studio: Any, *, catalog: LoraCatalog | None = None) -> gr.Blocks:
+def build_ui(studio: Studio, *, catalog: LoraCatalog | None = None) -> gr.Blocks:
     """The Blocks over ``studio``. Serve it with :func:`mount_ui` (card previews come from a route it adds)."""
     catalog = catalog or LoraCatalog(studio)
     runs = Runs()
@@ -98,11 +99,10 @@ def build_ui(studio: Any, *, catalog: LoraCatalog | None = None) -> gr.Blocks:
             [gen.checkpoint, gen.family, gen.last_good, gen.cards.folder, gen.cards.grid, gen.status],
             show_progress="hidden",
         )
-    blocks.loradeck_catalog = catalog  # mount_ui serves this catalog's previews
     return blocks
 
 
-def mount_ui(app: Any, studio: Any, *, path: str = "/") -> Any:
+def mount_ui(app: Any, studio: Studio, *, path: str = "/") -> Any:
     """Mount the web UI on ``app`` (the server's FastAPI app) at ``path``; returns the app.
 
     Adds one route beside it, ``<path>/loradeck/ui/lora-preview?key=…``, that serves card thumbnails: only files the

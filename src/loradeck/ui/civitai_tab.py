@@ -1,22 +1,22 @@
 """The Civitai tab: search (thumbnails, trigger words, base model), Download into the library, cards refreshed.
 
-Everything goes through ``loradeck.civitai``: the client built from the studio's settings (URL, token), ``download``
-for a verified, resumable transfer with sidecars. The thumbnails load from Civitai's image host in the browser.
+Everything goes through the studio: its Civitai client (URL, token) for searches, and a download job on its download
+queue for a verified, resumable transfer with sidecars. The thumbnails load from Civitai's image host in the browser.
 """
 
 from __future__ import annotations
 
 import html
-import threading
 import time
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
-from loradeck.civitai import LORA_TYPES, CivitaiClient, CivitaiModel, download
-from loradeck.civitai.api import PERIODS, SORTS
 from loradeck.errors import LoradeckError
+from loradeck.services.studio import Studio
+from loradeck.services.types import LORA_TYPES, PERIODS, SORTS, CivitaiModel
 from loradeck.ui import status
 from loradeck.ui.generation import progress_html
 
@@ -103,7 +103,7 @@ def search_filters(kind: str, base: str, sort: str, period: str, nsfw: bool) -> 
     }
 
 
-def build_civitai_tab(studio: Any, on_installed: Any) -> tuple[Any, Any]:
+def build_civitai_tab(studio: Studio, on_installed: Any) -> tuple[Any, Any]:
     """The tab. ``on_installed`` = (fn, inputs, outputs) run after a download, to refresh the LoRA cards.
     Returns (the download event, the results component)."""
     with gr.Row(equal_height=True, elem_classes="ld-toolbar"):
@@ -130,7 +130,7 @@ def build_civitai_tab(studio: Any, on_installed: Any) -> tuple[Any, Any]:
     def run_search(text: str, k: str, b: str, s: str, p: str, show_nsfw: bool, previous: SearchState, again: bool):
         current = previous if again else SearchState(text.strip(), search_filters(k, b, s, p, show_nsfw))
         try:
-            with CivitaiClient.from_settings(studio.settings) as client:
+            with studio.civitai() as client:
                 page = client.search(current.query or None, cursor=current.cursor, **current.filters)
         except LoradeckError as exc:
             return gr.skip(), gr.skip(), gr.skip(), status.error(str(exc))
@@ -151,41 +151,21 @@ def build_civitai_tab(studio: Any, on_installed: Any) -> tuple[Any, Any]:
             return
         chosen = next((m for m in searched.models if m.latest and str(m.latest.id) == version), None)
         label = f"{chosen.name} ({chosen.latest.name})" if chosen and chosen.latest else f"version {version}"
-        got: dict[str, Any] = {"done": 0, "total": None}
-        outcome: dict[str, Any] = {}
         started = time.monotonic()
-
-        def work() -> None:
-            settings = studio.settings
-            try:
-                with CivitaiClient.from_settings(settings) as client:
-                    outcome["result"] = download(
-                        client,
-                        f"version:{version}",
-                        lora_dir=settings.lora_path,
-                        checkpoint_dir=settings.checkpoint_dir,
-                        nsfw=searched.filters.get("nsfw", False),
-                        on_progress=lambda done, total: got.update(done=done, total=total),
-                    )
-                studio.library.refresh()  # the file is in the library at once
-            except LoradeckError as exc:
-                outcome["error"] = str(exc)
-            except Exception as exc:  # noqa: BLE001 - never a blank error
-                outcome["error"] = f"The download of {label} failed: {type(exc).__name__}: {exc}"
-
-        thread = threading.Thread(target=work, name="loradeck-ui-download", daemon=True)
-        thread.start()
-        yield {status_box: "", progress: progress_html(0, f"Downloading {label}…")}
-        while thread.is_alive():
-            thread.join(POLL_S)
-            yield {progress: progress_html(*_transfer(got, started, label))}
-        if "error" in outcome:
-            yield {
-                progress: progress_html(1, "Download failed", state="error"),
-                status_box: status.error(outcome["error"]),
-            }
+        try:
+            job = studio.submit_download(f"version:{version}", nsfw=searched.filters.get("nsfw", False))
+        except LoradeckError as exc:
+            yield {status_box: status.error(str(exc))}
             return
-        result = outcome["result"]
+        yield {status_box: "", progress: progress_html(0, f"Downloading {label}…")}
+        while not futures.wait([job.future], timeout=POLL_S).done:
+            yield {progress: progress_html(*_transfer(job.progress.step, job.progress.total, started, label))}
+        try:
+            result = job.future.result()
+        except Exception as exc:  # noqa: BLE001 - never a blank error
+            sentence = str(exc) if isinstance(exc, LoradeckError) else f"The download of {label} failed: {exc}"
+            yield {progress: progress_html(1, "Download failed", state="error"), status_box: status.error(sentence)}
+            return
         note = "was already in the library" if result.already_present else "downloaded and verified (SHA256)"
         lines = [f"{result.path.name} {note}: it is in {result.path.parent}.", *result.warnings]
         yield {progress: progress_html(1, "Done", state="done"), status_box: status.status_html("ok", lines)}
@@ -196,9 +176,8 @@ def build_civitai_tab(studio: Any, on_installed: Any) -> tuple[Any, Any]:
     return event, results
 
 
-def _transfer(got: dict[str, Any], started: float, label: str) -> tuple[float, str]:
+def _transfer(done: int, total: int, started: float, label: str) -> tuple[float, str]:
     """(fraction, text) of a download in progress: bytes, speed and time left."""
-    done, total = got["done"], got["total"]
     elapsed = max(time.monotonic() - started, 1e-3)
     speed = done / elapsed
     text = f"{label}: {done / 1e6:.1f} MB"

@@ -10,9 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from loradeck.engine.hires import LATENT_UPSCALERS, PIXEL_UPSCALERS
-from loradeck.engine.schedulers import SAMPLERS, SCHEDULES
 from loradeck.errors import LoradeckError
+from loradeck.services.catalog import hires_upscalers, sampler_names, schedule_names
+from loradeck.services.studio import Studio
 from loradeck.ui import status
 from loradeck.ui.catalog import LoraCatalog
 from loradeck.ui.fields import FORM_FIELDS, build_request, fields_from_infotext, seed_of
@@ -23,7 +23,7 @@ from loradeck.ui.weights import MAX_SLOTS, normalise, prompt_loras, set_weight
 POLL_S = 0.25
 DEMO = "demo"
 
-HIRES_UPSCALERS = [*LATENT_UPSCALERS, *PIXEL_UPSCALERS]
+HIRES_UPSCALERS = hires_upscalers()
 
 
 @dataclass
@@ -43,7 +43,7 @@ class GenerateTab:
         return [values[name] if name in values else gr.skip() for name in FORM_FIELDS]
 
 
-def name_for_hash(studio: Any):
+def name_for_hash(studio: Studio):
     def lookup(short: str) -> str | None:
         entry = studio.library.by_hash(short)
         return getattr(entry, "prompt_name", None)  # a checkpoint hash names no LoRA
@@ -51,7 +51,7 @@ def name_for_hash(studio: Any):
     return lookup
 
 
-def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> GenerateTab:
+def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> GenerateTab:
     limits = studio.settings.limits
     family = gr.State(None)
     last_good = gr.State(DEMO)  # the checkpoint to fall back to when a load fails
@@ -80,10 +80,10 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
         with gr.Column(scale=1, min_width=280, elem_classes="ld-settings"):
             with gr.Row():
                 sampler = gr.Dropdown(
-                    list(SAMPLERS), value="Euler a", label="Sampler", elem_id="ld-sampler", min_width=130
+                    sampler_names(), value="Euler a", label="Sampler", elem_id="ld-sampler", min_width=130
                 )
                 schedule = gr.Dropdown(
-                    list(SCHEDULES), value="Automatic", label="Schedule type", elem_id="ld-schedule", min_width=130
+                    schedule_names(), value="Automatic", label="Schedule type", elem_id="ld-schedule", min_width=130
                 )
             with gr.Row():
                 steps = gr.Slider(1, limits.max_steps, 20, step=1, label="Steps", elem_id="ld-steps", min_width=130)
@@ -97,7 +97,9 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
                     0, limits.max_side, 0, step=8, label="Height", info=size_info, elem_id="ld-height", min_width=130
                 )
             with gr.Row():
-                batch_count = gr.Slider(1, limits.max_batch_count, 1, step=1, label="Batch count", elem_id="ld-batch-count", min_width=130)
+                batch_count = gr.Slider(
+                    1, limits.max_batch_count, 1, step=1, label="Batch count", elem_id="ld-batch-count", min_width=130
+                )
                 batch_size = gr.Slider(
                     1, limits.max_batch, 1, step=1, label="Batch size", elem_id="ld-batch-size", min_width=130
                 )
@@ -268,7 +270,7 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
         run = runs.current(request.session_hash or "default")
         if run is None:
             return status.info("Nothing is running.")
-        getattr(run.job, which).set()
+        run.stop(which)
         return gr.skip()
 
     def interrupt_run(request: gr.Request):
@@ -354,8 +356,10 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
     refresh_models.click(refresh_checkpoints, checkpoint, [checkpoint, status_box])
 
     def load(name: str, previous: str):
+        """Switch the studio's checkpoint through its queue (after the running job): the API sees it too."""
         try:
-            model = studio.load_checkpoint(None if name == DEMO else name)
+            studio.wait(studio.switch_checkpoint(name))
+            model = studio.model
         except LoradeckError as exc:
             return previous, gr.skip(), previous, status.error(str(exc))
         except Exception as exc:  # noqa: BLE001 - never a blank error
@@ -371,6 +375,6 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
     return tab
 
 
-def checkpoint_choices(studio: Any) -> list[str]:
+def checkpoint_choices(studio: Studio) -> list[str]:
     """The picker's choices: the embedded demo model, then every checkpoint of the library by title."""
-    return [DEMO, *(c.title for c in studio.library.checkpoints())]
+    return studio.checkpoint_titles()

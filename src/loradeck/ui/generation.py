@@ -1,7 +1,6 @@
-"""A generation running in a thread while the page polls it: progress, live preview, interrupt and skip.
-
-The studio does the work (``Studio.generate`` with a ``Job`` and a progress callback); this module only keeps what the
-page shows while it runs, one run per browser session.
+"""A generation the page submitted to the studio's queue, polled while it waits and runs: progress, live preview,
+interrupt and skip. The studio does the work; this module only keeps what the page shows, one run per browser
+session.
 """
 
 from __future__ import annotations
@@ -11,12 +10,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from PIL import Image
 
-from loradeck.engine.pipeline import Job
 from loradeck.errors import LoradeckError
+from loradeck.services.jobs import QUEUED, Job
+from loradeck.services.studio import Studio
 from loradeck.vocab import GenerationRequest, GenerationResult
 
 log = logging.getLogger("loradeck.ui")
@@ -24,36 +23,52 @@ log = logging.getLogger("loradeck.ui")
 
 @dataclass(eq=False)
 class Run:
-    """One generation in a background thread. ``error`` is the sentence to show when it failed."""
+    """One generation job of the page. ``error`` is the sentence to show when it failed."""
 
-    studio: Any
+    studio: Studio
     request: GenerationRequest
-    job: Job = field(default_factory=Job)
-    image: int = 0  # index of the first image of the batch in progress
-    step: int = 0
-    steps: int = 0
+    job: Job | None = None
     started: float = field(default_factory=time.monotonic)
     result: GenerationResult | None = None
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Run:
-        threading.Thread(target=self._work, name="loradeck-ui-generate", daemon=True).start()
+        try:
+            self.job = self.studio.submit_generation(self.request)
+        except LoradeckError as exc:  # refused at planning: nothing was queued
+            self._end(error=str(exc))
+            return self
+        self.job.future.add_done_callback(lambda _f: self._finish())
         return self
 
-    def _work(self) -> None:
+    def _finish(self) -> None:
+        assert self.job is not None
         try:
-            self.result = self.studio.generate(self.request, job=self.job, on_progress=self._progress)
+            self._end(result=self.job.future.result())
         except LoradeckError as exc:
-            self.error = str(exc)
+            if self.job.state == "cancelled":  # cancelled while waiting: an interrupted run with no pictures
+                self._end(
+                    result=GenerationResult([], self.request.prompt, self.request.negative_prompt, [], interrupted=True)
+                )
+            else:
+                self._end(error=str(exc))
         except Exception as exc:  # never a blank error in the page: name the exception and log the trace
             log.exception("generation failed")
-            self.error = f"Generation failed unexpectedly: {type(exc).__name__}: {exc}"
-        finally:
-            self.done.set()
+            self._end(error=f"Generation failed unexpectedly: {type(exc).__name__}: {exc}")
 
-    def _progress(self, first_image: int, step: int, steps: int) -> None:
-        self.image, self.step, self.steps = first_image, step, steps
+    def _end(self, *, result: GenerationResult | None = None, error: str | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+    def stop(self, which: str) -> None:
+        """``interrupted``: stop the job (a waiting one never runs); ``skipped``: skip the batch in progress."""
+        job = self.job
+        if job is None:
+            return
+        if which == "interrupted" and job.state == QUEUED:
+            self.studio.cancel(job.id)
+        getattr(job, which).set()
 
     @property
     def total_images(self) -> int:
@@ -63,24 +78,31 @@ class Run:
     def fraction(self) -> float:
         if self.done.is_set():
             return 1.0
-        batches = max(1, self.request.batch_count)
-        batch_no = self.image // max(1, self.request.batch_size)
-        inner = self.step / self.steps if self.steps else 0.0
-        return min(1.0, (batch_no + inner) / batches)
+        return self.job.fraction if self.job else 0.0
 
     def describe(self) -> str:
         elapsed = time.monotonic() - self.started
+        job = self.job
         if self.done.is_set():
             return f"Done in {elapsed:.1f} s"
-        if self.job.interrupted.is_set():
+        if job is None:
+            return "Starting…"
+        if job.interrupted.is_set():
             return "Interrupting…"
-        if not self.steps:
-            return f"Waiting for the model… {elapsed:.0f} s"
-        last = min(self.image + self.request.batch_size, self.total_images)
-        images = f"image {self.image + 1}" if last == self.image + 1 else f"images {self.image + 1}–{last}"
-        return f"{images} of {self.total_images} · step {self.step}/{self.steps} · {elapsed:.1f} s"
+        if job.state == QUEUED:
+            ahead = self.studio.queue.position(job)
+            return f"Waiting in the queue ({ahead} ahead)… {elapsed:.0f} s" if ahead else f"Waiting… {elapsed:.0f} s"
+        p = job.progress
+        if p.phase != "sample" or not p.step:
+            return f"Loading the model… {elapsed:.0f} s"
+        first = p.first_image
+        last = min(first + self.request.batch_size, self.total_images)
+        images = f"image {first + 1}" if last == first + 1 else f"images {first + 1}–{last}"
+        return f"{images} of {self.total_images} · step {p.step}/{p.total} · {elapsed:.1f} s"
 
     def preview(self) -> Image.Image | None:
+        if self.job is None or self.studio.running() is not self.job:
+            return None
         return self.studio.current_preview()
 
 

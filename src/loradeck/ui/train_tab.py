@@ -1,6 +1,7 @@
 """The Train tab: a data folder, a base, a name and a trigger; live loss while it trains; the LoRA lands in the library.
 
-The studio trains (``Studio.train`` in a background thread); this tab polls the progress it reports and can cancel.
+The studio trains (``Studio.submit_train``: a job on the device queue, so it waits for a running generation); this
+tab polls the progress the job reports and can cancel it.
 """
 
 from __future__ import annotations
@@ -13,52 +14,73 @@ from typing import Any
 import gradio as gr
 
 from loradeck.errors import LoradeckError
+from loradeck.services.jobs import QUEUED, Job
+from loradeck.services.studio import Studio
+from loradeck.services.types import TrainConfig
 from loradeck.ui import status
 from loradeck.ui.generation import progress_html
+from loradeck.vocab import Progress
 
 POLL_S = 0.25
 
 
 @dataclass(eq=False)
 class Training:
-    """One training run in a thread: the latest progress, the result or the error sentence."""
+    """One training job of the page: the latest progress, the result or the error sentence."""
 
-    studio: Any
-    config: Any  # loradeck.train.TrainConfig
-    cancel: threading.Event = field(default_factory=threading.Event)
+    studio: Studio
+    config: TrainConfig
+    job: Job | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    progress: Any = None  # loradeck.train.TrainProgress
     losses: list[float] = field(default_factory=list)
-    result: Any = None
+    result: Any = None  # a TrainResult
     error: str | None = None
 
     def start(self) -> Training:
-        threading.Thread(target=self._work, daemon=True, name="loradeck-ui-train").start()
+        try:
+            self.job = self.studio.submit_train(self.config, on_progress=self._on_progress)
+        except LoradeckError as exc:
+            self._end(error=str(exc))
+            return self
+        self.job.future.add_done_callback(lambda _f: self._finish())
         return self
 
-    def _work(self) -> None:
+    def _finish(self) -> None:
+        assert self.job is not None
         try:
-            self.result = self.studio.train(self.config, on_progress=self._on_progress, cancel=self.cancel)
+            self._end(result=self.job.future.result())
         except LoradeckError as exc:
-            self.error = str(exc)
+            self._end(error=str(exc))
         except Exception as exc:  # the page must show a reason, never a blank error
-            self.error = f"Training failed: {exc}"
-        finally:
-            self.done.set()
+            self._end(error=f"Training failed: {exc}")
 
-    def _on_progress(self, p) -> None:
-        self.progress = p
-        if p.phase == "train" and p.loss is not None:
-            self.losses.append(float(p.loss))
+    def _end(self, *, result: Any = None, error: str | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.studio.cancel(self.job.id)
+
+    def _on_progress(self, p: Progress) -> None:
+        if p.phase == "train" and "loss" in p.values:
+            self.losses.append(float(p.values["loss"]))
+
+    @property
+    def progress(self) -> Progress | None:
+        return self.job.progress if self.job is not None and self.job.progress.total else None
 
     def describe(self) -> str:
+        if self.job is not None and self.job.state == QUEUED:
+            return "Waiting for the device (a generation is running)…"
         p = self.progress
         if p is None:
             return "Checking the data and loading the base model…"
         if p.phase != "train":
             return f"Caching pictures {p.step}/{p.total}"
-        eta = f", {p.eta_s:.0f} s left" if p.eta_s else ""
-        return f"step {p.step}/{p.total} · loss {p.avg_loss:.4f} · {p.it_per_s:.2f} it/s{eta}"
+        v = p.values
+        eta = f", {v['eta_s']:.0f} s left" if v.get("eta_s") else ""
+        return f"step {p.step}/{p.total} · loss {v['avg_loss']:.4f} · {v['it_per_s']:.2f} it/s{eta}"
 
     @property
     def fraction(self) -> float:
@@ -66,10 +88,8 @@ class Training:
         return 0.0 if p is None or not p.total else p.step / p.total
 
 
-def build_train_tab(studio: Any, on_trained: tuple | None = None) -> None:
+def build_train_tab(studio: Studio, on_trained: tuple | None = None) -> None:
     """The tab's components and events. ``on_trained`` = (fn, inputs, outputs) run after a LoRA is written."""
-    from loradeck.train import TrainConfig
-
     runs: dict[str, Training] = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=280):
@@ -140,6 +160,6 @@ def build_train_tab(studio: Any, on_trained: tuple | None = None) -> None:
     def cancel(request: gr.Request) -> None:
         training = runs.get(request.session_hash or "default")
         if training is not None:
-            training.cancel.set()
+            training.cancel()
 
     stop.click(cancel, None, None)

@@ -8,6 +8,7 @@ import pytest
 
 from loradeck.errors import Cancelled
 from loradeck.services.jobs import CANCELLED, DONE, FAILED, JobQueue
+from loradeck.vocab import Progress
 
 
 def _switches(keys: list[str]) -> int:
@@ -118,11 +119,16 @@ def test_progress_fraction_follows_batches_and_steps(make_queue):
     queue = make_queue()
     seen = []
 
+    heard = []
+
     def work(job):
         for batch in range(2):
             for step in range(1, 5):
-                job.set_progress(step, 4, batch)
+                job.report(Progress(step, 4, batch=batch, batches=2))
                 seen.append(job.fraction)
 
-    queue.submit(work, batches=2).result(10)
+    job = queue.submit(work, on_progress=heard.append)
+    job.result(10)
     assert seen == [(b + s / 4) / 2 for b in range(2) for s in range(1, 5)]
+    assert [(p.batch, p.step) for p in heard] == [(b, s) for b in range(2) for s in range(1, 5)]
+    assert job.fraction == 1.0

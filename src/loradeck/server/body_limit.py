@@ -1,42 +1,8 @@
-"""Request limits (``Settings.limits``): checked at the door, before a job is queued, so a client gets 422 at once."""
+"""Request bodies over ``Limits.max_body_mb`` are refused at the door (422), before the app reads them."""
 
 from __future__ import annotations
 
 import json
-
-from loradeck.errors import InvalidRequest
-from loradeck.vocab import GenerationRequest
-from loradeck.settings import Limits
-
-MAX_BATCH_COUNT = 100  # A1111's UI maximum for "Batch count" (n_iter)
-
-
-def check_generation(request: GenerationRequest, limits: Limits) -> None:
-    """Raise InvalidRequest (one sentence) when the request is over a limit or impossible."""
-    for label, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
-        if len(text) > limits.max_prompt_chars:
-            raise InvalidRequest(f"The {label} has {len(text)} characters; the limit is {limits.max_prompt_chars}.")
-    for side_name, side in (("width", request.width), ("height", request.height)):
-        if side is not None and not (8 <= side <= limits.max_side and side % 8 == 0):
-            raise InvalidRequest(
-                f"The {side_name} {side} is not possible: each side must be a multiple of 8 between 8 and "
-                f"{limits.max_side}."
-            )
-    if not 1 <= request.steps <= limits.max_steps:
-        raise InvalidRequest(f"Steps must be between 1 and {limits.max_steps}, not {request.steps}.")
-    if not 1 <= request.batch_size <= limits.max_batch:
-        raise InvalidRequest(f"The batch size must be between 1 and {limits.max_batch}, not {request.batch_size}.")
-    if not 1 <= request.batch_count <= MAX_BATCH_COUNT:
-        raise InvalidRequest(f"n_iter must be between 1 and {MAX_BATCH_COUNT}, not {request.batch_count}.")
-    if request.init_image is not None and not 0.0 < request.denoising_strength <= 1.0:
-        raise InvalidRequest(f"Denoising strength must be in (0, 1], not {request.denoising_strength}.")
-    hr = request.hires
-    if hr is not None and request.width and request.height:
-        from loradeck.engine.hires import target_size
-
-        w, h = target_size(request.width, request.height, hr.scale, hr.resize_x, hr.resize_y)
-        if min(w, h) < 8 or max(w, h) > limits.max_side:
-            raise InvalidRequest(f"Hires fix size {w}x{h} is not possible: each side must be 8 to {limits.max_side}.")
 
 
 class BodyLimitMiddleware:

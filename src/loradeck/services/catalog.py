@@ -1,0 +1,35 @@
+"""What the engine can run, by A1111's names: the lists interfaces offer (dropdowns, ``/sdapi/v1/samplers``…)."""
+
+from __future__ import annotations
+
+from loradeck.engine.hires import LATENT_UPSCALERS, PIXEL_UPSCALERS
+from loradeck.engine.schedulers import SAMPLERS, SCHEDULES
+from loradeck.prompt.samplers import SAMPLERS as SAMPLER_INFO
+from loradeck.prompt.samplers import SCHEDULES as SCHEDULE_INFO
+from loradeck.prompt.samplers import SamplerName, ScheduleName
+
+
+def sampler_names() -> list[str]:
+    return list(SAMPLERS)
+
+
+def schedule_names() -> list[str]:
+    return list(SCHEDULES)
+
+
+def samplers() -> list[SamplerName]:
+    """The A1111 samplers loradeck runs, in A1111's order."""
+    return [s for s in SAMPLER_INFO if s.label in SAMPLERS]
+
+
+def schedules() -> list[ScheduleName]:
+    return [s for s in SCHEDULE_INFO if s.label in SCHEDULES]
+
+
+def latent_upscalers() -> list[str]:
+    return list(LATENT_UPSCALERS)
+
+
+def hires_upscalers() -> list[str]:
+    """The hires fix's upscalers: the latent modes, then the picture resamplers."""
+    return [*LATENT_UPSCALERS, *PIXEL_UPSCALERS]

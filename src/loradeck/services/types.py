@@ -1,0 +1,11 @@
+"""Core types an interface may name — a training config to fill, Civitai search records and filter values to show —
+re-exported so that interfaces depend on the services layer only (the import contracts in pyproject.toml). None of
+these modules loads torch."""
+
+from __future__ import annotations
+
+from loradeck.civitai.api import PERIODS, SORTS
+from loradeck.civitai.records import LORA_TYPES, CivitaiModel
+from loradeck.train.config import TrainConfig
+
+__all__ = ["LORA_TYPES", "PERIODS", "SORTS", "CivitaiModel", "TrainConfig"]
