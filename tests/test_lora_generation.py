@@ -1,4 +1,4 @@
-"""A LoRA applied by prompt tag draws the same picture as the same LoRA baked into the checkpoint (issue 3 item 3)."""
+"""A LoRA applied by prompt tag draws the same picture as the same LoRA baked into the checkpoint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A fake Civitai on 127.0.0.1 for tests: real HTTP, the documented response shapes (civitai-api.md §2, §4).
+"""A fake Civitai on 127.0.0.1 for tests: real HTTP, the documented response shapes (docs/reference/civitai-api.md §2, §4).
 
 Two servers run in threads: the API host (``/api/v1/...``, ``/api/download/models/{id}``, ``/login``, ``/images/...``)
 and a separate "storage" host on another port that serves the pre-signed file URLs the download endpoint redirects

@@ -1,4 +1,4 @@
-"""The embedded demo model follows its prompts (issue 2): measured from pixels over 48 prompts and seeds."""
+"""The embedded demo model follows its prompts: measured from pixels over 48 prompts and seeds."""
 
 import numpy as np
 import torch

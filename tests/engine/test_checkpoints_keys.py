@@ -122,7 +122,7 @@ def test_full_size_configs_give_back_shipped_configs():
 
 @pytest.mark.parametrize(
     "name, ldm, diffusers",
-    [  # fact sheet §5.1 worked examples (module names), and SDXL from §4.3
+    [  # docs/reference/lora-formats.md §5.1 worked examples (module names), and SDXL from §4.3
         (
             "sd15",
             "input_blocks.1.1.transformer_blocks.0.attn1.to_q",

@@ -1,4 +1,4 @@
-"""Merged weights agree with diffusers' load_lora_weights + fuse_lora (one alpha per file: see issue 3's traps)."""
+"""Merged weights agree with diffusers' load_lora_weights + fuse_lora (one alpha per file: docs/reference/lora-formats.md §3.x traps)."""
 
 from __future__ import annotations
 

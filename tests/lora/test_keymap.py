@@ -45,7 +45,7 @@ def test_counts_and_every_name_resolves(family, te, unet, unet_conv):
 def test_fact_sheet_examples():
     sd1, sdxl = keymap_for_family(Family.SD1), keymap_for_family(Family.SDXL)
     assert sd1.resolve("lora_te_text_model_encoder_layers_11_mlp_fc2").path == "encoder.layers.11.mlp.fc2"
-    # A1111's compvis spellings of SD1 names (fact sheet §5.1 worked examples)
+    # A1111's compvis spellings of SD1 names (docs/reference/lora-formats.md §5.1 worked examples)
     pairs = {
         "lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q": "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
         "lora_unet_output_blocks_5_1_proj_out": "up_blocks.1.attentions.2.proj_out",

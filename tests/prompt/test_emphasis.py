@@ -1,4 +1,4 @@
-"""A1111's attention parser: the documented examples, the §3.2 test vector, escapes, BREAK, edge cases."""
+"""A1111's attention parser: the documented examples, the docs/reference/a1111-compat.md §3.2 test vector, escapes, BREAK, edge cases."""
 
 import pytest
 

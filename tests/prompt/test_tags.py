@@ -1,4 +1,4 @@
-"""Extra-network tags: every form of §1.2, stripping, negative prompt, malformed tags, weight helpers."""
+"""Extra-network tags: every form of docs/reference/a1111-compat.md §1.2, stripping, negative prompt, malformed tags, weight helpers."""
 
 import pytest
 

@@ -2,7 +2,7 @@
 
 Why manual redirects: the download endpoint answers 307 to a pre-signed storage URL on another host, which must not
 receive our API key, and a redirect to ``/login`` means "key missing" and must never be followed into an HTML page
-that would then be saved as a model (civitai-api.md §4.2).
+that would then be saved as a model (docs/reference/civitai-api.md §4.2).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from loradeck.civitai.records import parse_time
 log = logging.getLogger("loradeck.civitai")
 
 DEFAULT_BASE_URL = "https://civitai.com"
-CIVITAI_HOSTS = ("civitai.com", "civitai.red")  # and their subdomains (civitai-api.md §1)
+CIVITAI_HOSTS = ("civitai.com", "civitai.red")  # and their subdomains (docs/reference/civitai-api.md §1)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
 

@@ -1,7 +1,7 @@
 """Typed views of Civitai API records (models, versions, files, images, search pages).
 
 Each record keeps the JSON it came from in ``raw`` (the ``.civitai.info`` sidecar is the raw version JSON, and fields
-we do not model must survive). Parsing is lenient: Civitai drops and renames fields often (civitai-api.md §3), so a
+we do not model must survive). Parsing is lenient: Civitai drops and renames fields often (docs/reference/civitai-api.md §3), so a
 missing key becomes ``None``/empty instead of an error.
 """
 

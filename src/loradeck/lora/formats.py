@@ -1,6 +1,6 @@
 """Turn a LoRA state dict (any layout) into per-module specs; detect its format and base-model family.
 
-Key layouts accepted (fact sheet §1.1): kohya ``lora_unet_…``/``lora_te_…``/``lora_te1_``/``lora_te2_`` module
+Key layouts accepted (docs/reference/lora-formats.md §1.1): kohya ``lora_unet_…``/``lora_te_…``/``lora_te1_``/``lora_te2_`` module
 names (split at the first dot), ``lycoris_`` (U-Net), and dotted diffusers/PEFT paths with ``unet.``,
 ``text_encoder.``, ``text_encoder_2.`` or raw PEFT ``base_model.model.`` prefixes, whose up/down spellings
 (``lora_A/B``, ``lora.up/down``, ``lora_linear_layer``, ``_lora.up``, ``lora_B.default``, processor keys) are

@@ -2,7 +2,7 @@
 
 Names are never derived from ``named_modules()``: transformers 5 flattened ``CLIPTextModel`` (no ``text_model``), and
 SDXL LoRAs name the U-Net after the original SGM model (``input_blocks_4_1_…``) although we load a diffusers
-``UNet2DConditionModel``. So the grammar of fact sheet §4 is written out here from the config numbers (block types,
+``UNet2DConditionModel``. So the grammar of docs/reference/lora-formats.md §4 is written out here from the config numbers (block types,
 layers per block, transformer depth, text-encoder layer count), and every name points at a ``ModuleRef``: which
 component ("unet", "te1", "te2") and the dotted module path inside OUR model.
 

@@ -1,4 +1,4 @@
-"""ΔW of one module for every supported format (fact sheet §2), in float32, already multiplied by the scale s.
+"""ΔW of one module for every supported format (docs/reference/lora-formats.md §2), in float32, already multiplied by the scale s.
 
 W′ = W + m · ΔW_s with ΔW_s = s · ΔW (the stack multiplier m is applied by the patcher). Pure functions of tensors.
 IA3 and DoRA depend on the original weight W, so their functions take it; the others do not (``needs_base``).
@@ -23,7 +23,7 @@ def needs_base(spec: ModuleSpec) -> bool:
 
 
 def lora_scale(spec: ModuleSpec) -> float:
-    """s per §2.10: α/r, missing α → 1; a `scale` tensor overrides; IA3/full/norm → 1; LoKr both full → 1."""
+    """s per docs/reference/lora-formats.md §2.10: α/r, missing α → 1; a `scale` tensor overrides; IA3/full/norm → 1; LoKr both full → 1."""
     t = spec.tensors
     if "scale" in t:
         return float(t["scale"].float().item())

@@ -22,8 +22,8 @@ contributions in the same order on the same row blocks (deterministic on CPU and
 
 A generation must never see a half-applied stack: ``apply`` is all-or-nothing (validation of every file before the
 first weight is touched; everything a parameter needs is allocated before its first block is written; on an
-unexpected error the touched parameters are switched back), and it holds ``self.lock``, which the caller also holds
-while sampling.
+unexpected error the touched parameters are switched back), and it holds ``self.lock``, which the generation also
+holds while it samples (``loradeck.services.generation.run_plan``), so no other stack can change the weights mid-job.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ FIELD_ORDER = (
 TRAILING_FIELDS = ("Version", "User")
 NEGATIVE_PREFIX = "Negative prompt:"
 
-# Filled in by the parser when absent, as A1111 does (§4.3); Emphasis only when the prompt uses it.
+# Filled in by the parser when absent, as A1111 does (docs/reference/a1111-compat.md §4.3); Emphasis only when the prompt uses it.
 PARSE_DEFAULTS = {
     "Clip skip": "1",
     "RNG": "GPU",

@@ -1,6 +1,6 @@
 """Find the training pictures and their captions, kohya's way, and report every bad file before training starts.
 
-Layouts (kohya-training.md §1):
+Layouts (docs/reference/kohya-training.md §1):
 - ``--data DIR`` whose sub-folders are named ``N_name``: each is a subset repeated N times, ``name`` is its class
   caption for pictures without a caption file; sub-folders without a leading number are skipped with a warning.
 - ``--data DIR`` with pictures directly inside: one subset, repeated once (kohya would refuse; we are kind).

@@ -1,4 +1,4 @@
-"""The noise side of a training step (kohya-training.md §3.4), as pure functions of (seed, step)."""
+"""The noise side of a training step (docs/reference/kohya-training.md §3.4), as pure functions of (seed, step)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules by the names users pick (kohya-training.md §3).
+"""Optimizers and learning-rate schedules by the names users pick (docs/reference/kohya-training.md §3).
 
 Optional optimizers (AdamW8bit: bitsandbytes, Prodigy: prodigyopt, Lion: lion-pytorch) are imported only when
 asked for; a missing package is one clear sentence, not a traceback, and never a new hard dependency.

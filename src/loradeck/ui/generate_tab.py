@@ -6,13 +6,16 @@ Every action goes through the studio; the form's values become a ``GenerationReq
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from loradeck.errors import LoradeckError
 from loradeck.services.catalog import hires_upscalers, sampler_names, schedule_names
 from loradeck.services.studio import Studio
+
+if TYPE_CHECKING:
+    from loradeck.services.models import LoadedModel
 from loradeck.ui import status
 from loradeck.ui.catalog import LoraCatalog
 from loradeck.ui.fields import FORM_FIELDS, build_request, fields_from_infotext, seed_of
@@ -356,15 +359,13 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
     refresh_models.click(refresh_checkpoints, checkpoint, [checkpoint, status_box])
 
     def load(name: str, previous: str):
-        """Switch the studio's checkpoint through its queue (after the running job): the API sees it too."""
         try:
-            studio.wait(studio.switch_checkpoint(name))
-            model = studio.model
+            model, note = switch_checkpoint(studio, name)
         except LoradeckError as exc:
             return previous, gr.skip(), previous, status.error(str(exc))
         except Exception as exc:  # noqa: BLE001 - never a blank error
             return previous, gr.skip(), previous, status.error(f"Could not load {name}: {type(exc).__name__}: {exc}")
-        return gr.skip(), model.family.value, name, status.ok(f"Loaded {name} ({model.family.label}).")
+        return gr.skip(), model.family.value, name, status.ok(note)
 
     def render_cards(query: str, folder_name: str, order: str, fam: str | None) -> str:
         return cards_html(catalog, query, folder_name, order, fam)  # badges follow the model just loaded
@@ -373,6 +374,14 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
         render_cards, [*cards.filters, family], cards.grid, show_progress="hidden"
     )
     return tab
+
+
+def switch_checkpoint(studio: Studio, name: str) -> tuple[LoadedModel, str]:
+    """The picker's change: switch the studio's checkpoint through its queue (after the running job), so the API's
+    ``sd_model_checkpoint`` and the next API job follow it. Returns the model and the sentence to show."""
+    studio.wait(studio.switch_checkpoint(name))
+    model = studio.model
+    return model, f"Loaded {name} ({model.family.label})."
 
 
 def checkpoint_choices(studio: Studio) -> list[str]:
