@@ -11,13 +11,12 @@ def test_rescan_runs_while_a_generation_holds_the_studio(tmp_path):
     studio = Studio(home=tmp_path / "home")
     generating, finish = threading.Event(), threading.Event()
 
-    def generation() -> None:  # stands for a job: the studio lock is held for its whole length
-        with studio._lock:
-            generating.set()
-            finish.wait(60)
+    def generation(_job) -> None:  # stands for a generation: the device queue is busy for its whole length
+        generating.set()
+        finish.wait(60)
 
-    job = threading.Thread(target=generation)
-    job.start()
+    studio.queue.start()
+    job = studio.queue.submit(generation, kind="txt2img")
     generating.wait(10)
     names: list[str] = []
     scan = threading.Thread(target=lambda: names.extend(e.name for e in studio.loras()))
@@ -25,7 +24,8 @@ def test_rescan_runs_while_a_generation_holds_the_studio(tmp_path):
     scan.join(30)
     finished_while_generating = not scan.is_alive() and not finish.is_set()
     finish.set()
-    job.join()
+    job.result(60)
     scan.join()
+    studio.close()
     assert finished_while_generating
     assert {"stripy", "dotty", "inky"} <= set(names)

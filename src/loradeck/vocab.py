@@ -98,3 +98,4 @@ class GenerationResult:
     height: int = 0
     stack_key: tuple = ()  # the LoRA-stack identity the queue used (GenerationPlan.stack_key)
     lora_hashes: str = ""  # A1111's "Lora hashes" value
+    lora_recomputed: int = 0  # weights the patcher re-merged for this job (0: the stack was already merged)

@@ -176,8 +176,12 @@ def test_form_zero_size_means_the_models_own_and_bad_numbers_say_which_field():
 
 # ------------------------------------------------------------------------------------------------ progress
 def test_progress_fraction_over_batches():
-    run = Run(studio=None, request=GenerationRequest("x", batch_count=4, batch_size=2))
-    run._progress(first_image=4, step=5, steps=10)  # batch 3 of 4, half way
+    from loradeck.services.jobs import RUNNING, Job
+    from loradeck.vocab import Progress
+
+    job = Job(fn=lambda j: None, state=RUNNING)
+    run = Run(studio=None, request=GenerationRequest("x", batch_count=4, batch_size=2), job=job)
+    job.report(Progress(5, 10, phase="sample", batch=2, batches=4, first_image=4))  # batch 3 of 4, half way
     assert run.fraction == pytest.approx((2 + 0.5) / 4)
     assert "images 5–6 of 8 · step 5/10" in run.describe()
     page = progress_html(0.625, "a <b>")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loradeck.cli import civitai, generate, lora, pnginfo, serve, train
+from loradeck.cli import civitai, generate, grid, lora, pnginfo, serve, train
 
 app = typer.Typer(
     name="loradeck",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("generate")(generate.generate)
+app.command("grid")(grid.grid)
 app.command("png-info")(pnginfo.png_info)
 app.command("serve")(serve.serve)
 app.add_typer(lora.app, name="lora")

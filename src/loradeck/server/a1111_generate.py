@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 
 from loradeck.errors import Cancelled, InvalidRequest
 from loradeck.prompt.tags import strip_tags
+from loradeck.server.grid_routes import is_xyz, run_a1111_grid
 from loradeck.server.images import decode_image, encode_png, fit_init_image
 from loradeck.server.models import (
     GenerationResponse,
@@ -142,6 +143,8 @@ async def _generate(state: ServerState, body: Txt2ImgRequest, req: GenerationReq
 
 @router.post("/txt2img", response_model=GenerationResponse)
 async def txt2img(body: Txt2ImgRequest, request: Request) -> GenerationResponse:
+    if is_xyz(body):
+        return await run_a1111_grid(state_of(request), body, to_generation_request(body))
     return await _generate(state_of(request), body, to_generation_request(body))
 
 

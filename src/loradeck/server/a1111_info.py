@@ -139,8 +139,8 @@ def prompt_styles(request: Request) -> list[PromptStyleItem]:
 
 @router.get("/scripts")
 def scripts() -> dict[str, list[str]]:
-    """No A1111 scripts or extensions; clients (webuiapi) probe this to find ControlNet and the like."""
-    return {"txt2img": [], "img2img": []}
+    """The A1111 scripts loradeck runs (the X/Y/Z plot, on txt2img); clients (webuiapi) probe this list."""
+    return {"txt2img": ["x/y/z plot"], "img2img": []}
 
 
 # ---------------------------------------------------------------------------------------------------- png-info

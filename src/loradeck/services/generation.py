@@ -84,6 +84,7 @@ def run_plan(
         height=plan.height,
         stack_key=plan.stack_key,
         lora_hashes=plan.lora_hashes,
+        lora_recomputed=report.recomputed,
     )
 
 

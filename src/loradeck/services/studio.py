@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the engine side (torch, diffusers) loads when a job first n
 
     from loradeck.civitai import CivitaiClient, DownloadResult
     from loradeck.lora import LoraFile
+    from loradeck.services.grid import GridRequest, GridResult
     from loradeck.services.models import LoadedModel, ModelSource
     from loradeck.train import TrainConfig, TrainResult
 
@@ -65,6 +66,7 @@ class Studio:
         self._library: Library | None = None
         self._loras: OrderedDict[tuple[str, float], LoraFile] = OrderedDict()  # (path, mtime) → parsed file
         self._latents: torch.Tensor | None = None  # the running batch's latents (for live previews)
+        self._merged_key: tuple | None = None  # the stack key of the last generation (what the patcher holds)
 
     # ------------------------------------------------------------------------------------------------ state
     @property
@@ -230,7 +232,41 @@ class Studio:
         result: GenerationResult = self.wait(self.submit_generation(request, on_progress=on_progress))
         return result
 
-    def _generate(self, plan: GenerationPlan, job: Job) -> GenerationResult:
+    # ------------------------------------------------------------------------------------------------ grids
+    def plan_grid(self, request: GridRequest) -> list[GenerationPlan]:
+        """Every cell planned (and so checked) now: a bad value fails the grid before anything runs."""
+        return [self.plan(r) for r in request.cell_requests()]
+
+    def submit_grid(
+        self,
+        request: GridRequest,
+        *,
+        on_progress: ProgressFn | None = None,
+        describe: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> Job:
+        """Queue an X/Y/Z plot as one device job (cells ordered to merge each stack once); ``result()`` is a
+        GridResult."""
+        from loradeck.services.grid import run_grid, run_order
+
+        plans = self.plan_grid(request)
+
+        def run(job: Job) -> Any:
+            loaded = self._model.title if self._model is not None else None
+            order = run_order(plans, loaded, self._merged_key)
+            return run_grid(
+                request, plans, job, generate=self._generate, order=order, outputs=self.settings.outputs_path
+            )
+
+        return self._submit(
+            self.queue, run, kind="grid", key=plans[0].stack_key, label=f"grid: {request.base.prompt[:70]}",
+            progress=Progress(0, 0, phase="grid", batches=len(plans)), on_progress=on_progress, describe=describe,
+        )  # fmt: skip
+
+    def grid(self, request: GridRequest, *, on_progress: ProgressFn | None = None) -> GridResult:
+        result: GridResult = self.wait(self.submit_grid(request, on_progress=on_progress))
+        return result
+
+    def _generate(self, plan: GenerationPlan, job: Any) -> GenerationResult:
         model = self.load_checkpoint(plan.checkpoint.title)
         if (model.family, model.native_size) != (plan.checkpoint.family, plan.checkpoint.native_size):
             # planned before the model was in memory: plan again with what it really is (seeds are fixed)
@@ -238,7 +274,7 @@ class Studio:
             plan = plan_generation(plan.request, checkpoint=real, library=self.library, settings=self.settings)
         from loradeck.services.generation import run_plan
 
-        return run_plan(
+        result = run_plan(
             plan,
             model,
             job,
@@ -246,6 +282,8 @@ class Studio:
             outputs=self.settings.outputs_path,
             keep_latents=self._keep_latents,
         )
+        self._merged_key = plan.stack_key
+        return result
 
     def _keep_latents(self, latents: torch.Tensor | None) -> None:
         self._latents = latents  # a reference only; decoded when somebody asks for a preview
