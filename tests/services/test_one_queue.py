@@ -79,8 +79,9 @@ def test_api_and_ui_generations_share_the_queue_in_affinity_order(setup):
     api_job, ui_job = studio.queue.pending()
     assert ui_job is run.job and api_job.kind == "txt2img"
     release.set()
-    api.join(120)
-    assert run.done.wait(120) and run.error is None
+    api_job.result(600)
+    api.join(600)
+    assert run.done.wait(600) and run.error is None
     order = studio.queue.order
     assert order.index(ui_job.id) < order.index(api_job.id)  # affinity: the later UI job ran first
     assert api_job.passed == 1

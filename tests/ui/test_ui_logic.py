@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loradeck.errors import InvalidRequest
+from loradeck.errors import InvalidRequest, LoradeckError
 from loradeck.families import Family
 from loradeck.prompt.infotext import format_infotext
 from loradeck.prompt.tags import parse_prompt
@@ -232,3 +232,17 @@ def test_catalog_reads_sidecars_through_the_studio(home, tmp_path):
     assert catalog.preview_path("../../etc/passwd") is None  # only previews the library found
     doc = json.loads(path.with_suffix(".json").read_text())
     assert doc["activation text"] == "pixart"
+
+
+# ------------------------------------------------------------------------------------------------ grid tab
+def test_grid_form_becomes_a_grid_request():
+    from loradeck.ui.grid_tab import grid_request
+
+    request = grid_request("a cat <lora:s:1>", "", "lora:s=0,1", "", "seed=1-3", 5, 6.5, 7)
+    assert request.x.values == (0.0, 1.0) and request.y is None and request.z.values == (1, 2, 3)
+    assert (request.base.steps, request.base.cfg_scale, request.base.seed) == (5, 6.5, 7)
+    assert len(request.cell_requests()) == 6
+    with pytest.raises(LoradeckError, match="at least one axis"):
+        grid_request("a cat", "", "", " ", "", 5, 7, 1)
+    with pytest.raises(InvalidRequest, match="Unknown grid axis"):
+        grid_request("a cat", "", "nope=1", "", "", 5, 7, 1)

@@ -22,6 +22,7 @@ from loradeck.ui.catalog import LoraCatalog
 from loradeck.ui.civitai_tab import build_civitai_tab
 from loradeck.ui.generate_tab import DEMO, build_generate_tab, checkpoint_choices, name_for_hash
 from loradeck.ui.generation import Runs
+from loradeck.ui.grid_tab import build_grid_tab
 from loradeck.ui.lora_cards import PREVIEW_ROUTE, cards_html, folder_choices
 from loradeck.ui.pnginfo_tab import build_pnginfo_tab
 from loradeck.ui.style import CSS, SHORTCUTS_JS, theme
@@ -58,6 +59,8 @@ def build_ui(studio: Studio, *, catalog: LoraCatalog | None = None) -> gr.Blocks
                 build_civitai_tab(studio, then_refresh)
             with gr.Tab("Train", id="train", elem_id="ld-tab-train"):
                 build_train_tab(studio, then_refresh)
+            with gr.Tab("Grid", id="grid", elem_id="ld-tab-grid"):
+                build_grid_tab(studio)
 
         def send_png(text: str):
             try:
