@@ -177,9 +177,9 @@ def expand_ranges(values: list[str], numeric: type) -> list[Any]:
             a, b, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
             out += list(range(a, b + (1 if s > 0 else -1), s))
         elif numeric is float and (m := range_re.fullmatch(text)) is not None and m.group(3) is not None:
-            a, b, s = float(m.group(1)), float(m.group(2)), float(m.group(3))
-            n = int((b - a) / s + 1e-9) + 1
-            out += [round(a + s * i, 8) for i in range(max(n, 0))]
+            lo, hi, by = float(m.group(1)), float(m.group(2)), float(m.group(3))
+            n = int((hi - lo) / by + 1e-9) + 1
+            out += [round(lo + by * i, 8) for i in range(max(n, 0))]
         else:
             try:
                 out.append(numeric(text))

@@ -77,7 +77,8 @@ def load_model(source: ModelSource, settings: Settings) -> LoadedModel:
     encoders: dict[str, torch.nn.Module] = {"te1": base.text_encoder} | (
         {"te2": base.text_encoder_2} if base.text_encoder_2 else {}
     )
-    modules: dict[str, torch.nn.Module] = {"unet": base.unet, **encoders}
+    unet: torch.nn.Module = base.unet
+    modules: dict[str, torch.nn.Module] = {"unet": unet, **encoders}
     patcher = LoraPatcher(
         modules,
         keymap_from_models(family, base.unet, encoders),
