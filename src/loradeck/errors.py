@@ -29,3 +29,8 @@ class InvalidRequest(LoradeckError):
 
 class Cancelled(LoradeckError):
     """The user interrupted a job."""
+
+
+class PathNotAllowed(InvalidRequest):
+    """A name from the network that is a path outside the folders the server may use (HTTP 422). Its sentence never
+    depends on whether the target exists."""

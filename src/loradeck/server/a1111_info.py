@@ -53,7 +53,11 @@ def get_options(request: Request) -> dict[str, Any]:
 
 @router.post("/options")
 async def set_options(body: dict[str, Any], request: Request) -> None:
-    """Store the options; ``sd_model_checkpoint`` loads that model (404 unknown, 500 when it cannot load)."""
+    """Store the options; ``sd_model_checkpoint`` loads that model by its library name (404 unknown, 422 for a path,
+    500 when it cannot load)."""
+    from loradeck.server.limits import check_numbers
+
+    check_numbers(body)  # options are echoed back by GET: a NaN kept here would break every later answer
     state = state_of(request)
     name = body.get("sd_model_checkpoint")
     if name and name != state.checkpoint:

@@ -51,8 +51,10 @@ class ServerState:
         """The title a checkpoint name resolves to ("demo" for the embedded model); CheckpointNotFound if none."""
         if name in (None, "", DEMO):
             return DEMO
+        from loradeck.server.names import checkpoint_title  # names from the network: never a path outside
+
         try:
-            return self.studio.library.resolve_checkpoint(name).title
+            return checkpoint_title(self.studio, name)
         except ModelLoadError as exc:
             raise CheckpointNotFound(str(exc)) from None
 

@@ -355,7 +355,10 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
 
     def load(name: str, previous: str):
         try:
-            model = studio.load_checkpoint(None if name == DEMO else name)
+            from loradeck.library.confine import network_checkpoint
+
+            title = network_checkpoint(studio.library, studio.settings, name)  # a network page: library names only
+            model = studio.load_checkpoint(None if title == DEMO else title)
         except LoradeckError as exc:
             return previous, gr.skip(), previous, status.error(str(exc))
         except Exception as exc:  # noqa: BLE001 - never a blank error
