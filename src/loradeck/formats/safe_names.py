@@ -59,7 +59,8 @@ def check_file_name(name: str, what: str = "The name") -> str:
     names, a trailing dot or space, longer than MAX_FILE_NAME."""
     why = _file_name_problem(name)
     if why:
-        raise InvalidRequest(f"{what} {name!r} cannot be a file name: {why}.")
+        shown = name if not isinstance(name, str) or len(name) <= 80 else name[:77] + "..."
+        raise InvalidRequest(f"{what} {shown!r} cannot be a file name: {why}.")
     return name
 
 

@@ -89,6 +89,7 @@ def network_checkpoint(library: Any, settings: Settings, name: Any) -> str:
         path = allowed_path(settings, name)
         if path is None:
             raise checkpoint_refused(name)
+        library.resolve_checkpoint(str(path))  # readable now (ModelLoadError if not), not only when its job runs
         return str(path)
     return library.resolve_checkpoint(name, paths=False).title
 
