@@ -470,3 +470,61 @@ def test_normal_requests_still_work(light):
     assert missing.status_code == 404 and "Checkpoint not found: no-such-model" in missing.json()["detail"]
     windows_style = light.post("/sdapi/v1/options", json={"sd_model_checkpoint": "sub\\no-such-model"})
     assert windows_style.status_code == 404  # a backslashed library name is a name, not a path
+
+
+# ---------------------------------------------------------------------------------------------------- civitai
+@pytest.mark.parametrize(
+    "hostile", ["../../../outside/evil.safetensors", "/outside/evil.safetensors", "..\\evil.safetensors"]
+)
+def test_civitai_download_names_stay_in_the_lora_folder(tmp_path, hostile):
+    import time
+
+    from loradeck.studio import Studio
+    from tests.civitai.fake_server import FakeCivitai, lora_bytes
+
+    w = make_home(tmp_path)
+    with FakeCivitai() as fake:
+        entry = fake.add_model("Evil", lora_bytes(5), file_name=hostile)
+        studio = Studio(home=w["home"], civitai_url=fake.base_url, civitai_token=fake.token)
+        with TestClient(create_app(studio)) as client:
+            queued = client.post("/loradeck/v1/civitai/download", json={"ref": str(entry.version["id"])})
+            deadline = time.monotonic() + 60
+            while (job := client.get(queued.json()["status_url"]).json())["state"] in ("queued", "running"):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    assert job["state"] == "done", job
+    assert Path(job["detail"]["path"]) == w["lora_dir"] / "evil.safetensors"
+    assert not w["outside"].exists() and not (tmp_path / "evil.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- web UI
+def test_web_ui_handlers_confine_names_like_the_api(tmp_path, watch):
+    """The web UI is reached over the same port: its checkpoint picker and Train tab refuse paths the same way."""
+    from types import SimpleNamespace
+
+    from loradeck.studio import Studio
+    from loradeck.ui.app import build_ui
+
+    w = make_home(tmp_path)
+    fill_outside(w["outside"])
+    studio = Studio(home=w["home"])
+    blocks = build_ui(studio)
+    handlers = {f.fn.__qualname__: f.fn for f in blocks.fns.values() if f.fn is not None}
+    train, load = handlers["build_train_tab.<locals>.run"], handlers["build_generate_tab.<locals>.load"]
+    request = SimpleNamespace(session_hash="t")
+    settings = (3, 2, 1, 1e-3, 1, "adamw", "constant", request)  # steps … scheduler, request
+    touched = watch(w["outside"])
+
+    def shown(update: dict) -> str:
+        return " ".join(str(v) for v in update.values())
+
+    out = shown(next(train(str(w["outside"] / "pics"), "x", "", "demo", *settings)))
+    assert "is not inside the datasets folder" in out
+    out = shown(next(train("pics", "..", "", "demo", *settings)))
+    assert "cannot be a file name" in out
+    out = shown(next(train("pics", "x", "", str(w["outside"] / "secret.safetensors"), *settings)))
+    assert "is a path; the API only loads checkpoints" in out
+    previous, *_rest, status = load(str(w["outside"] / "secret.safetensors"), "demo")
+    assert previous == "demo" and "is a path" in str(status)
+    assert touched == []
+    assert not (w["home"] / "training").exists()
