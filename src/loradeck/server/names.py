@@ -22,8 +22,8 @@ from loradeck.library.confine import (
 
 
 def checkpoint_title(studio: Any, name: str | None) -> str:
-    """ "demo", a library title or an allowed path; PathNotAllowed (422) for other paths, ModelLoadError (→ 404 by the
-    caller) when a plain name matches nothing."""
+    """What a checkpoint name from a request resolves to: "demo", a library title or an allowed path. PathNotAllowed
+    (422) for other paths, ModelLoadError (→ 404 by the caller) when a plain name matches nothing."""
     return network_checkpoint(studio.library, studio.settings, name)
 
 
@@ -36,8 +36,9 @@ def check_generation_names(body: Any) -> None:
         if value is not None and not isinstance(value, str):
             raise InvalidRequest(f"A checkpoint name must be text, not {type(value).__name__}.")
         check_checkpoint_name(value)
-    for tag in parse_prompt(body.prompt).loras:
-        check_lora_name(tag.name)
+    if not body.disable_extra_networks:  # otherwise the tags are stripped unread
+        for tag in parse_prompt(body.prompt).loras:
+            check_lora_name(tag.name)
 
 
 def train_inputs(studio: Any, data: str, base: str, name: str) -> tuple[Path, str]:
