@@ -39,3 +39,8 @@ class UpstreamError(LoradeckError):
     """A service loradeck talks to (Civitai) failed or refused; ``status`` is its HTTP status when it sent one."""
 
     status: int | None = None
+
+
+class PathNotAllowed(InvalidRequest):
+    """A name from the network that is a path outside the folders the server may use (HTTP 422). Its sentence never
+    depends on whether the target exists."""

@@ -44,6 +44,10 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     affinity: bool = True  # the device queue runs jobs that need the merged LoRA stack first …
     fairness: int = 4  # … but a waiting job is overtaken by at most this many later ones (0: first come, first served)
+    datasets_dir: Path | None = None  # default <home>/datasets: the API and web UI train only from folders here
+    # Folders outside the home that the API and web UI may also name by path (checkpoints, training data); empty =
+    # none. The CLI, run by the machine's own user, takes any path regardless.
+    allowed_paths: tuple[Path, ...] = ()
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -60,6 +64,10 @@ class Settings:
     @property
     def styles_path(self) -> Path:
         return self.home / "styles.csv"
+
+    @property
+    def datasets_path(self) -> Path:
+        return self.datasets_dir or self.home / "datasets"
 
     @property
     def cache_dir(self) -> Path:
@@ -79,11 +87,16 @@ _ENV = {
     "LORADECK_TOKENIZER": "tokenizer_dir",
     "LORADECK_CIVITAI_URL": "civitai_url",
     "CIVITAI_API_TOKEN": "civitai_token",
+    "LORADECK_DATASETS_DIR": "datasets_dir",
+    "LORADECK_ALLOWED_PATHS": "allowed_paths",  # several folders separated by os.pathsep (":" on Linux)
 }
-_PATHS = {"home", "models_dir", "lora_dir", "outputs_dir", "tokenizer_dir"}
+_PATHS = {"home", "models_dir", "lora_dir", "outputs_dir", "tokenizer_dir", "datasets_dir"}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name == "allowed_paths" and value is not None:
+        items = value.split(os.pathsep) if isinstance(value, str) else list(value)
+        return tuple(Path(v).expanduser() for v in items if str(v).strip())
     return Path(value).expanduser() if name in _PATHS and value is not None else value
 
 

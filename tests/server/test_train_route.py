@@ -18,10 +18,10 @@ def _wait(client: httpx.Client, status_url: str, seen: list) -> dict:
     return job
 
 
-def test_train_job_reports_progress_and_lands_in_the_library(served, tmp_path):
-    data = tmp_path / "data"
+def test_train_job_reports_progress_and_lands_in_the_library(served):
+    data = served["home"] / "datasets" / "apidata"  # over the API, training data comes from <home>/datasets
     draw_pictures(data / "2_shapes", 4)
-    body = {"data": str(data), "name": "apitrained", "trigger": "apistyle", "rank": 2, "alpha": 1, "lr": 1e-3,
+    body = {"data": "apidata", "name": "apitrained", "trigger": "apistyle", "rank": 2, "alpha": 1, "lr": 1e-3,
             "steps": 3, "batch_size": 2}  # fmt: skip
     with httpx.Client(base_url=served["url"], timeout=30) as client:
         queued = client.post("/loradeck/v1/train", json=body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,6 +27,17 @@ def serve(
     lora_dir: LoraDir = None,
     device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu.")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, fp32, fp16 or bf16.")] = None,
+    allow_path: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow-path",
+            help="A folder outside the home that API and web-UI clients may also name by path (checkpoints, training "
+            "data); repeat for several. By default they only use names inside the configured folders.",
+        ),
+    ] = None,
+    datasets_dir: Annotated[
+        Path | None, typer.Option(help="Folder the API and web UI train from (default <home>/datasets).")
+    ] = None,
 ) -> None:
     """Serve the A1111-compatible API (/sdapi/v1) and loradeck's own (/loradeck/v1)."""
     import uvicorn
@@ -42,7 +54,14 @@ def serve(
                 "anyone)."
             )
     auth = parse_credentials(api_auth) if api_auth else None
-    studio = make_studio(models_dir=models_dir, lora_dir=lora_dir, device=device, dtype=dtype)
+    studio = make_studio(
+        models_dir=models_dir,
+        lora_dir=lora_dir,
+        device=device,
+        dtype=dtype,
+        datasets_dir=datasets_dir,
+        allowed_paths=allow_path or None,  # none given: the setting from config.toml / LORADECK_ALLOWED_PATHS
+    )
     app = create_app(studio, auth=auth, fairness=fairness, preload=True)
     app = mount_ui(app, studio)  # the web UI at "/" on this same app and port (added by the UI's owner)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

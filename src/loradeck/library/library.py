@@ -70,6 +70,10 @@ class Library:
         self._checkpoints: list[CheckpointEntry] = []
         self._errors: list[ScanError] = []
         self._names = LoraNames([])
+        # Where a checkpoint named by a path outside checkpoint_dir may be: None = anywhere (the CLI, the machine's own
+        # user); a tuple = only under these folders (a server sets its allowed_paths, so the index never records a
+        # file outside its roots even if a name slipped past the routes' checks).
+        self.outside_roots: tuple[Path, ...] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Library:
@@ -215,9 +219,10 @@ class Library:
             return f"LoRA not found: {name} (did you mean {close[0]}?)"
         return f"LoRA not found: {name} (no LoRA with that name or alias in {self.lora_dir})"
 
-    def resolve_checkpoint(self, name_or_path: str | Path) -> CheckpointEntry:
+    def resolve_checkpoint(self, name_or_path: str | Path, *, paths: bool = True) -> CheckpointEntry:
         """Title (``sub/x.safetensors [hash]``), name, model_name, stem, a hash (AutoV2/AutoV1/sha256 prefix), or a
-        path to a file or diffusers folder anywhere on disk. Unknown → one rescan, then ModelLoadError."""
+        path to a file or diffusers folder anywhere on disk (under ``outside_roots`` when set; never when ``paths``
+        is False: names from the network). Unknown → one rescan, then ModelLoadError."""
         self._ensure_scanned()
         entry = self._find_checkpoint(str(name_or_path))
         if entry is None:
@@ -226,7 +231,7 @@ class Library:
         if entry is not None:
             return entry
         path = Path(name_or_path).expanduser()
-        if path.is_file() or (path / "model_index.json").is_file():
+        if paths and self._may_open(path) and (path.is_file() or (path / "model_index.json").is_file()):
             return self._outside_checkpoint(path)
         pool = [c.name for c in self._checkpoints] + [c.stem for c in self._checkpoints]
         close = difflib.get_close_matches(str(name_or_path), pool, n=1, cutoff=0.6)
@@ -246,6 +251,13 @@ class Library:
         if h and len(h) >= 8:
             return next((c for c in self._checkpoints if c.hashes.matches(h)), None)
         return None
+
+    def _may_open(self, path: Path) -> bool:
+        if self.outside_roots is None:
+            return True
+        from loradeck.library.confine import under
+
+        return path.is_absolute() and under(path, self.outside_roots)
 
     def _outside_checkpoint(self, path: Path) -> CheckpointEntry:
         """A checkpoint given by path outside the models folder: summarised (and cached) like one inside."""

@@ -36,6 +36,9 @@ def state_of(request: Request) -> ServerState:
 
 def to_generation_request(body: Txt2ImgRequest, init_image=None) -> GenerationRequest:
     """An A1111 request body as the studio's GenerationRequest (fields we cannot honour are ignored)."""
+    from loradeck.server.names import check_generation_names
+
+    check_generation_names(body)  # checkpoints and <lora:…> names: never a path (422)
     overrides = body.override_settings or {}
     try:
         clip_skip = int(overrides.get("CLIP_stop_at_last_layers") or 1)

@@ -7,6 +7,7 @@ import asyncio
 import os
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 
 from loradeck.server.images import decode_image
@@ -53,11 +54,16 @@ def get_options(request: Request) -> dict[str, Any]:
 
 @router.post("/options")
 async def set_options(body: dict[str, Any], request: Request) -> None:
-    """Store the options; ``sd_model_checkpoint`` loads that model (404 unknown, 500 when it cannot load)."""
+    """Store the options; ``sd_model_checkpoint`` loads that model by its library name (404 unknown, 422 for a path,
+    500 when it cannot load)."""
+    from loradeck.server.json_numbers import check_numbers
+
+    check_numbers(body)  # options are echoed back by GET: a NaN kept here would break every later answer
     state = state_of(request)
     name = body.get("sd_model_checkpoint")
     if name and name != state.checkpoint:
-        job = state.studio.switch_checkpoint(str(name))
+        title = await anyio.to_thread.run_sync(state.checkpoint_title, str(name))  # 422 for a path, 404 unknown
+        job = state.studio.switch_checkpoint(title)
         await asyncio.wrap_future(job.future)
     with state.lock:
         state.options.update({k: v for k, v in body.items() if k not in ("sd_model_checkpoint", "sd_checkpoint_hash")})

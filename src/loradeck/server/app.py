@@ -11,6 +11,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from loradeck.errors import (
@@ -68,6 +69,11 @@ def create_app(
         yield
         studio.close()
 
+    from loradeck.library.confine import allowed_roots
+
+    # Over the network a checkpoint path outside the models folder is opened only under allowed_paths (the routes
+    # refuse other paths first; this keeps the library itself from indexing one that slipped through).
+    studio.library.outside_roots = allowed_roots(studio.settings)
     app = FastAPI(title="loradeck", version=__version__, lifespan=lifespan)
     app.state.studio = studio
     app.state.loradeck = state
@@ -99,10 +105,29 @@ def error_body(exc: BaseException) -> dict[str, str]:
     return {"error": type(exc).__name__, "detail": sentence, "errors": sentence}
 
 
+def validation_sentence(errors) -> str:
+    """pydantic's errors as one sentence: where and what, for the first problem (the input is never echoed)."""
+    if not errors:
+        return "The request body is not valid."
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "The request body"
+    message = str(first.get("msg", "is not valid"))
+    if first.get("type") == "value_error":  # our own sentences (CheckedBody) say where already
+        return message.removeprefix("Value error, ")
+    more = f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"{where}: {message}{more}."
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoradeckError)
     async def loradeck_error(_request: Request, exc: LoradeckError) -> JSONResponse:
         return JSONResponse(error_body(exc), status_code=status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes the input, and an echoed NaN or Infinity cannot be written as JSON (a 500)
+        sentence = validation_sentence(exc.errors())
+        return JSONResponse({"error": "InvalidRequest", "detail": sentence, "errors": sentence}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

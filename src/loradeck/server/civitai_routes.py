@@ -49,7 +49,7 @@ def search(
     sort: str | None = None,
     period: str | None = None,
     nsfw: bool = False,
-    limit: int = 20,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,  # Civitai's own maximum page size
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """One page of Civitai's model search; pass ``next_cursor`` back as ``cursor`` for the next one."""

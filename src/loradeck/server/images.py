@@ -25,11 +25,26 @@ def decode_image(data: str, what: str = "the image") -> Image.Image:
         raise InvalidRequest(f"{what[:1].upper()}{what[1:]} is a URL; loradeck only accepts base64 pictures.")
     try:
         raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
-        image = Image.open(io.BytesIO(raw))
+        image = Image.open(io.BytesIO(raw))  # reads the header only: the size is known before any pixel is decoded
+        _check_pixels(image, what)
         image.load()
-    except (binascii.Error, ValueError, OSError, UnidentifiedImageError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's own (warnings as errors)
+        raise InvalidRequest(f"{what[:1].upper()}{what[1:]} is refused as a decompression bomb ({exc}).") from None
+    except (binascii.Error, ValueError, OSError, UnidentifiedImageError) as exc:  # incl. text chunks over Pillow's cap
         raise InvalidRequest(f"{what[:1].upper()}{what[1:]} is not a readable base64 picture ({exc}).") from None
     return image
+
+
+def _check_pixels(image: Image.Image, what: str) -> None:
+    """Refuse a picture over Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about 89 million pixels)
+    before decoding it: a few kilobytes of PNG can otherwise ask for gigabytes. Pillow only warns between one and two
+    times its limit; the API refuses from the limit on."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and image.width * image.height > limit:
+        raise InvalidRequest(
+            f"{what[:1].upper()}{what[1:]} is {image.width}x{image.height} pixels, over the limit of {limit} pixels "
+            f"(Pillow's decompression-bomb guard)."
+        )
 
 
 def encode_png(image: Image.Image, infotext: str | None = None) -> str:

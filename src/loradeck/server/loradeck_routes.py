@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
+from loradeck.library.confine import check_lora_name
 from loradeck.server.service import ServerState
 from loradeck.services.jobs import Job
 
@@ -42,6 +43,7 @@ def lora_preview(name: str, request: Request) -> FileResponse:
     """The preview picture of the LoRA named ``name`` (its ``subfolder/stem``). The name only selects a library
     entry; the file served is the entry's own preview, and only if it lies inside the LoRA folder."""
     state = state_of(request)
+    check_lora_name(name)  # a path (../, /etc, %2e%2e) is refused by its spelling: 422, whatever exists
     entry = next((e for e in state.studio.library.loras() if e.qualified_name == name), None)
     if entry is None or entry.preview is None:
         raise HTTPException(404, f"No preview for a LoRA named {name!r}.")
@@ -55,7 +57,7 @@ def lora_preview(name: str, request: Request) -> FileResponse:
 @router.get("/loras/{name:path}")
 def library_lora(name: str, request: Request) -> dict[str, Any]:
     """One LoRA by prompt name (stem, alias or ``subfolder/name``), as the library resolves it."""
-    entry = state_of(request).studio.library.resolve_lora(name)
+    entry = state_of(request).studio.library.resolve_lora(check_lora_name(name))
     item = entry.to_dict()
     item["preview_url"] = preview_url(entry.qualified_name) if entry.preview else None
     return item

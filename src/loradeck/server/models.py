@@ -12,12 +12,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from loradeck.server.json_numbers import number_problem
 
 
-class _Lenient(BaseModel):
+class CheckedBody(BaseModel):
+    """Every request body: no NaN or Infinity anywhere (typed fields, extras, nested options; JSON allows them and an
+    echo of one would break the answer), no whole number beyond 64 bits. Refused with one sentence (422)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_numbers(cls, data: Any) -> Any:
+        problem = number_problem(data)
+        if problem:
+            raise ValueError(problem)
+        return data
+
+
+class _Lenient(CheckedBody):
     # Clients send fields of newer/older A1111 versions and of extensions: accept and keep them.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class Txt2ImgRequest(_Lenient):
@@ -102,7 +119,7 @@ class GenerationResponse(BaseModel):
     info: str
 
 
-class PngInfoRequest(BaseModel):
+class PngInfoRequest(CheckedBody):
     image: str
 
 
@@ -168,7 +185,7 @@ class LoraItem(BaseModel):
     metadata: dict[str, Any]
 
 
-class CivitaiDownloadRequest(BaseModel):
+class CivitaiDownloadRequest(CheckedBody):
     ref: str = Field(description="Civitai URL, model id, version id or AIR")
     version_id: int | None = None
     file_id: int | None = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loradeck.demo.paths import DEMO
+from loradeck.errors import CheckpointNotFound, ModelLoadError
 from loradeck.services.jobs import JobQueue
 from loradeck.services.studio import Studio
 from loradeck.settings import Limits
@@ -24,6 +25,20 @@ class ServerState:
     @property
     def limits(self) -> Limits:
         return self.studio.settings.limits
+
+    def checkpoint_title(self, name: str | None) -> str:
+        """A checkpoint name from the network as a library title ("demo" for the embedded model): PathNotAllowed (422)
+        for a path outside the folders, CheckpointNotFound (404) for a name that matches nothing."""
+        if name in (None, "", DEMO):
+            return DEMO
+        from loradeck.server.names import checkpoint_title  # names from the network: never a path outside
+
+        try:
+            return checkpoint_title(self.studio, name)
+        except CheckpointNotFound:
+            raise
+        except ModelLoadError as exc:
+            raise CheckpointNotFound(str(exc)) from None
 
     @property
     def queue(self) -> JobQueue:

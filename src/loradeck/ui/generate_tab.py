@@ -360,7 +360,10 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
 
     def load(name: str, previous: str):
         try:
-            model, note = switch_checkpoint(studio, name)
+            from loradeck.library.confine import network_checkpoint
+
+            title = network_checkpoint(studio.library, studio.settings, name)  # a network page: library names only
+            model, note = switch_checkpoint(studio, title)
         except LoradeckError as exc:
             return previous, gr.skip(), previous, status.error(str(exc))
         except Exception as exc:  # noqa: BLE001 - never a blank error

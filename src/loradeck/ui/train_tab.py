@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -93,11 +92,14 @@ def build_train_tab(studio: Studio, on_trained: tuple | None = None) -> None:
     runs: dict[str, Training] = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=280):
-            data = gr.Textbox(label="Data folder (pictures + .txt captions)", elem_id="ld-train-data")
+            data = gr.Textbox(
+                label=f"Data folder in {studio.settings.datasets_path} (pictures + .txt captions)",
+                elem_id="ld-train-data",
+            )
             with gr.Row():
                 name = gr.Textbox(label="Name", value="my_lora", elem_id="ld-train-name")
                 trigger = gr.Textbox(label="Trigger words", elem_id="ld-train-trigger")
-            base = gr.Textbox(label="Base model (checkpoint name or path; demo)", value="demo")
+            base = gr.Textbox(label="Base model (a checkpoint of the library, or demo)", value="demo")
             with gr.Row():
                 steps = gr.Number(label="Steps", value=400, precision=0, minimum=1)
                 rank = gr.Number(label="Rank", value=16, precision=0, minimum=1)
@@ -120,10 +122,14 @@ def build_train_tab(studio: Studio, on_trained: tuple | None = None) -> None:
     ):
         import pandas as pd
 
-        try:
+        from loradeck.library.confine import check_output_name, network_checkpoint_file, network_dataset
+
+        try:  # the page is reached over the network: folders and models only from the datasets folder and library
+            folder = network_dataset(studio.settings, data_.strip()) if data_ and data_.strip() else None
+            base_file = network_checkpoint_file(studio.library, studio.settings, base_.strip() or "demo")
             config = TrainConfig(
-                data=Path(data_.strip()) if data_ and data_.strip() else None,
-                name=name_.strip(), trigger=trigger_.strip(), base=base_.strip() or "demo", steps=int(steps_),
+                data=folder,
+                name=check_output_name(name_.strip()), trigger=trigger_.strip(), base=base_file, steps=int(steps_),
                 rank=int(rank_), alpha=float(alpha_), lr=float(lr_), batch_size=int(batch_),
                 optimizer=optimizer_, scheduler=scheduler_,
             )  # fmt: skip
