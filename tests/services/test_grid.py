@@ -89,12 +89,24 @@ def test_a1111_xyz_script_through_webuiapi_returns_the_grid_and_the_cells(tmp_pa
             False,
         ]
         result = api.txt2img(
-            prompt=f"{PROMPT} <lora:stripy:0.5>", steps=STEPS, script_name="x/y/z plot", script_args=args
+            prompt=f"{PROMPT} <lora:stripy:0.5>",
+            steps=STEPS,
+            width=32,
+            height=32,
+            script_name="x/y/z plot",
+            script_args=args,
         )
         assert len(result.images) == 1 + 4
         solo = studio.generate(GenerationRequest(f"{PROMPT} <lora:stripy:1>", steps=STEPS, seed=6, sampler="Euler a"))
         np.testing.assert_array_equal(np.asarray(result.images[4].convert("RGB")), np.asarray(solo.images[0].image))
         assert result.info["stack_switches"] >= 1
-        body = {"prompt": PROMPT, "steps": STEPS, "script_name": "X/Y/Z plot", "script_args": [13, "1,2"]}
+        body = {
+            "prompt": PROMPT,
+            "steps": STEPS,
+            "width": 32,
+            "height": 32,
+            "script_name": "X/Y/Z plot",
+            "script_args": [13, "1,2"],
+        }
         refused = httpx.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=60)
         assert refused.status_code == 422 and "'Sigma Churn' is not supported" in refused.json()["detail"]
