@@ -25,6 +25,7 @@ class LoraPlan:
 def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -> LoraPlan:
     from loradeck.library.triggers import add_trigger_words, missing_trigger_words, trigger_warning
     from loradeck.lora import StackEntry
+    from loradeck.lora.block_weights import load_presets, resolve
     from loradeck.prompt.tags import normalize_weights, parse_prompt, rewrite_tag_weights
 
     parsed = parse_prompt(request.prompt)
@@ -33,7 +34,9 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
     recorded = rewrite_tag_weights(request.prompt, tags) if request.normalize_lora_weights else request.prompt
     clean = parsed.text
     stack, hashes, active = [], [], []
+    presets = load_presets(studio.settings.lbw_presets_path) if any(t.lbw for t in tags) else {}
     for tag in tags:
+        block_weights = resolve(tag.lbw, presets, tag.text) if tag.lbw else None  # a bad lbw= fails the request
         try:
             entry = studio.library.resolve_lora(tag.name)
         except LoradeckError as exc:  # unknown name: say so, go on with the rest (A1111 does; Forge crashes)
@@ -51,7 +54,7 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
             continue
         if tag.dyn is not None:
             lora = lora.truncated(tag.dyn)
-        stack.append(StackEntry(lora=lora, te=tag.te, unet=tag.unet))
+        stack.append(StackEntry(lora=lora, te=tag.te, unet=tag.unet, block_weights=block_weights))
         active.append(entry)
         short = entry.lora_hash
         if short:

@@ -228,3 +228,12 @@ def test_catalog_reads_sidecars_through_the_studio(home, tmp_path):
     assert catalog.preview_path("../../etc/passwd") is None  # only previews the library found
     doc = json.loads(path.with_suffix(".json").read_text())
     assert doc["activation text"] == "pixart"
+
+
+def test_weights_panel_shows_and_keeps_block_weights():
+    prompt = "a cat <lora:a:0.8:lbw=OUTD> <lora:b:0.5>"
+    found = prompt_loras(prompt)
+    assert [(lo.name, lo.lbw) for lo in found.loras] == [("a", "OUTD"), ("b", None)]
+    moved = set_weight(prompt, "a", 0.3)
+    assert moved == "a cat <lora:a:0.3:lbw=OUTD> <lora:b:0.5>"  # the slider changes the weight, not the blocks
+    assert normalise(moved) == "a cat <lora:a:0.375:lbw=OUTD> <lora:b:0.625>"

@@ -26,6 +26,7 @@ class LoraTag:
     unet: float = 1.0
     dyn: int | None = None  # DyLoRA rank to truncate to
     text: str = ""  # the tag as written in the prompt
+    lbw: str | None = None  # block weights (``lbw=`` preset or vector, as written; lora/block_weights.py reads it)
 
     @property
     def weight(self) -> float:
@@ -93,25 +94,29 @@ def _parse_lora(args: str, text: str) -> tuple[LoraTag, list[str]]:
     if not name:
         raise InvalidRequest(f"The prompt tag {text} has no LoRA name.")
     notes = []  # A1111 ignores what it does not know; we say so
-    unknown = sorted(set(named) - {"te", "unet", "dyn"})
+    unknown = sorted(set(named) - {"te", "unet", "dyn", "lbw"})
     if unknown:
         notes.append(f"The prompt tag {text} has unknown argument(s) {', '.join(unknown)}; they were ignored.")
     if len(positional) > 4:
         notes.append(f"The prompt tag {text} has more than name:te:unet:dyn; the rest was ignored.")
     te = _weight(positional[1], text) if len(positional) > 1 else 1.0
     te = _weight(named["te"], text) if "te" in named else te
-    unet = _weight(positional[2], text) if len(positional) > 2 else te
+    unet = _weight(positional[2], text, lbw_hint=True) if len(positional) > 2 else te
     unet = _weight(named["unet"], text) if "unet" in named else unet
     dyn = _rank(positional[3], text) if len(positional) > 3 else None
     dyn = _rank(named["dyn"], text) if "dyn" in named else dyn
-    return LoraTag(name=name, te=te, unet=unet, dyn=dyn, text=text), notes
+    lbw = named["lbw"].strip() if "lbw" in named else None
+    if lbw == "":
+        raise InvalidRequest(f"The prompt tag {text} has an empty lbw=.")
+    return LoraTag(name=name, te=te, unet=unet, dyn=dyn, text=text, lbw=lbw), notes
 
 
-def _weight(value: str, text: str) -> float:
+def _weight(value: str, text: str, lbw_hint: bool = False) -> float:
     try:
         w = float(value)
     except ValueError:
-        raise InvalidRequest(f"The weight '{value.strip()}' in the prompt tag {text} is not a number.") from None
+        hint = f" (block weights are written lbw={value.strip()})" if lbw_hint else ""
+        raise InvalidRequest(f"The weight '{value.strip()}' in the prompt tag {text} is not a number{hint}.") from None
     if not math.isfinite(w):
         raise InvalidRequest(f"The weight '{value.strip()}' in the prompt tag {text} is not a finite number.")
     return w
@@ -150,15 +155,22 @@ def format_weight(w: float) -> str:
 
 
 def format_tag(
-    name: str, te: float = 1.0, unet: float | None = None, dyn: int | None = None, kind: str = "lora"
+    name: str,
+    te: float = 1.0,
+    unet: float | None = None,
+    dyn: int | None = None,
+    kind: str = "lora",
+    lbw: str | None = None,
 ) -> str:
-    """``<lora:name:w>``, or ``<lora:name:te:unet>`` when they differ, with ``:dyn`` appended if given."""
+    """``<lora:name:w>``, or ``<lora:name:te:unet>`` when they differ, with ``:dyn`` and ``:lbw=…`` appended if given."""
     unet = te if unet is None else unet
     parts = [name, format_weight(te)]
     if unet != te or dyn is not None:
         parts.append(format_weight(unet))
     if dyn is not None:
         parts.append(str(dyn))
+    if lbw is not None:
+        parts.append(f"lbw={lbw}")
     return f"<{kind}:{':'.join(parts)}>"
 
 
@@ -172,7 +184,7 @@ def rewrite_tag_weight(prompt: str, name: str, te: float, unet: float | None = N
         tag = parse_lora_args(match.group(2), match.group(0))
         if tag.name != name:
             return match.group(0)
-        return format_tag(name, te, unet, tag.dyn, kind)
+        return format_tag(name, te, unet, tag.dyn, kind, tag.lbw)
 
     return TAG_RE.sub(sub, prompt)
 
@@ -191,7 +203,7 @@ def rewrite_tag_weights(prompt: str, tags: Sequence[LoraTag]) -> str:
         tag = next(it, None)
         if tag is None:
             return match.group(0)
-        return format_tag(tag.name, tag.te, tag.unet, tag.dyn, kind)
+        return format_tag(tag.name, tag.te, tag.unet, tag.dyn, kind, tag.lbw)
 
     return TAG_RE.sub(sub, prompt)
 

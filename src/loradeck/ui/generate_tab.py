@@ -312,7 +312,8 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
         for i in range(MAX_SLOTS):
             if i < len(visible):
                 lo = visible[i]
-                label = lo.name + ("" if catalog_has(lo.name) else "  ⚠ not in the library")
+                label = lo.name + (f"  · blocks {lo.lbw}" if lo.lbw else "")
+                label += "" if catalog_has(lo.name) else "  ⚠ not in the library"
                 updates.append(gr.update(visible=True, value=lo.weight, label=label))
             else:
                 updates.append(gr.update(visible=False))
