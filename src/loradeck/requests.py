@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -64,3 +65,4 @@ class GenerationResult:
     seeds: list[int]
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+    lora_coverage: list[Any] = field(default_factory=list)  # loradeck.lora.coverage.LoraCoverage, one per LoRA

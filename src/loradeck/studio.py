@@ -10,7 +10,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +209,7 @@ class Studio:
                     seeds=prep.seeds,
                     warnings=prep.warnings,
                     interrupted=interrupted,
+                    lora_coverage=prep.coverage,
                 )
             finally:
                 self.current_job = None
@@ -219,6 +220,7 @@ class Studio:
         from loradeck.engine.conditioning import PromptSchedules, encode_prompts
         from loradeck.engine.outputs import output_folder
         from loradeck.engine.schedulers import resolve
+        from loradeck.lora.coverage import coverage_of
         from loradeck.prompt.editing import prompt_schedule
         from loradeck.prompt.tags import parse_prompt
 
@@ -236,6 +238,7 @@ class Studio:
         sampler, schedule = resolve(request.sampler, request.scheduler)
         plan = self._plan_loras(request, model)
         report = model.patcher.apply(plan.stack)
+        coverage = coverage_of(report, plan.not_applied)
         warnings += plan.warnings + list(report.warnings)
         width = request.width or model.runner.c.native_size
         height = request.height or model.runner.c.native_size
@@ -265,6 +268,7 @@ class Studio:
                 self.settings.outputs_path, "img2img" if request.init_image is not None else "txt2img"
             ),
             warnings=warnings,
+            coverage=coverage,
         )
 
     def _draw_batch(self, prep: _Prepared, b: int, job, on_progress) -> list[GeneratedImage] | None:
@@ -422,6 +426,7 @@ class _Prepared:
     hires: HiresPlan | None
     folder: Path
     warnings: list[str]
+    coverage: list[Any] = field(default_factory=list)  # lora.coverage.LoraCoverage per LoRA of the job
 
 
 def demo_model_dir() -> Path:

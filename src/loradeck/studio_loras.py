@@ -20,6 +20,7 @@ class LoraPlan:
     stack: list[Any] = field(default_factory=list)  # loradeck.lora.StackEntry
     lora_hashes: str = ""  # A1111's "name: hash12, …"
     warnings: list[str] = field(default_factory=list)
+    not_applied: dict[str, str] = field(default_factory=dict)  # LoRA name → why it was dropped (lora/coverage.py)
 
 
 def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -> LoraPlan:
@@ -34,23 +35,23 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
     recorded = rewrite_tag_weights(request.prompt, tags) if request.normalize_lora_weights else request.prompt
     clean = parsed.text
     stack, hashes, active = [], [], []
+    not_applied: dict[str, str] = {}
     presets = load_presets(studio.settings.lbw_presets_path) if any(t.lbw for t in tags) else {}
     for tag in tags:
         block_weights = resolve(tag.lbw, presets, tag.text) if tag.lbw else None  # a bad lbw= fails the request
         try:
             entry = studio.library.resolve_lora(tag.name)
         except LoradeckError as exc:  # unknown name: say so, go on with the rest (A1111 does; Forge crashes)
-            warnings.append(str(exc))
+            warnings.append(not_applied.setdefault(tag.name, str(exc)))
             continue
         if entry.family not in (Family.UNKNOWN, model.family):
-            warnings.append(
-                f"LoRA {tag.name} is for {Family(entry.family).label} but the model is {model.family.label}; skipped."
-            )
+            why = f"LoRA {tag.name} is for {Family(entry.family).label} but the model is {model.family.label}; skipped."
+            warnings.append(not_applied.setdefault(tag.name, why))
             continue
         try:
             lora = studio.load_lora_file(entry.path)
         except LoradeckError as exc:
-            warnings.append(str(exc))
+            warnings.append(not_applied.setdefault(tag.name, str(exc)))
             continue
         if tag.dyn is not None:
             lora = lora.truncated(tag.dyn)
@@ -65,4 +66,4 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
         recorded = add_trigger_words(recorded, active)
     else:
         warnings += [trigger_warning(entry, words) for entry, words in missing_trigger_words(clean, active)]
-    return LoraPlan(clean, recorded, stack, ", ".join(hashes), warnings)
+    return LoraPlan(clean, recorded, stack, ", ".join(hashes), warnings, not_applied)

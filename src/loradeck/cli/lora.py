@@ -67,6 +67,13 @@ def inspect(
         print(json.dumps(info, indent=2, ensure_ascii=False, default=str))
         return
     for key, value in info.items():
+        if key in ("coverage", "file_modules_matched_percent"):
+            continue
+        if key == "coverage_percent":  # of the family's trained set (kohya's defaults, + the conv set for LoCon)
+            value = (
+                f"{value:.1f} % ({info['modules_matched']} of {info['modules_total']} modules of the model); "
+                f"{info['file_modules_matched_percent']:.1f} % of the file's {info['modules_in_file']} modules matched"
+            )
         if isinstance(value, list) and len(value) > 8:
             value = ", ".join(map(str, value[:8])) + f", … ({len(value)} in all)"
         console.print(f"[bold]{key}[/]: {value}")

@@ -257,7 +257,7 @@ def build_generate_tab(studio: Any, catalog: LoraCatalog, runs: Runs) -> Generat
             infotexts: texts,
             selected: 0,
             infotext: texts[0] if texts else "",
-            status_box: status.warnings(notes),
+            status_box: status.generation(notes, result.lora_coverage),
             progress: progress_html(1, run.describe(), state="done"),
         }
 
