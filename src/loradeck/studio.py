@@ -191,6 +191,7 @@ class Studio:
         job = job or Job()
         with self._lock:
             self.current_job = job
+            prep = None
             try:
                 prep = self._prepare(request)
                 images: list[GeneratedImage] = []
@@ -212,6 +213,8 @@ class Studio:
                     lora_coverage=prep.coverage,
                 )
             finally:
+                if prep is not None and prep.sidecar is not None:
+                    prep.sidecar.remove()
                 self.current_job = None
                 self._latents = None
 
@@ -221,6 +224,7 @@ class Studio:
         from loradeck.engine.outputs import output_folder
         from loradeck.engine.schedulers import resolve
         from loradeck.lora.coverage import coverage_of
+        from loradeck.lora.sidecar import LoraSidecar
         from loradeck.prompt.editing import prompt_schedule
         from loradeck.prompt.tags import parse_prompt
 
@@ -252,7 +256,7 @@ class Studio:
         first = request.seed if request.seed >= 0 else random.randrange(MAX_SEED)
         total = request.batch_size * request.batch_count
         sub = request.variation_seed if request.variation_seed >= 0 else random.randrange(MAX_SEED)
-        return _Prepared(
+        prepared = _Prepared(
             request=request,
             model=model,
             plan=plan,
@@ -270,6 +274,9 @@ class Studio:
             warnings=warnings,
             coverage=coverage,
         )
+        if plan.scheduled:  # last: nothing may fail between installing the hooks and the job's finally
+            prepared.sidecar = LoraSidecar(model.patcher.components["unet"], model.patcher.keymap, plan.scheduled)
+        return prepared
 
     def _draw_batch(self, prep: _Prepared, b: int, job, on_progress) -> list[GeneratedImage] | None:
         """Batch ``b`` of a job: pictures saved with their infotexts; None when skipped; raises Cancelled."""
@@ -291,6 +298,7 @@ class Studio:
             job=job,
             on_latents=self._keep_latents,
             cond_at=prep.schedules.at if prep.schedules.changes else None,
+            step_hook=prep.sidecar.set_step if prep.sidecar else None,
         )
         cond = prep.schedules.at(0)
         pictures = model.runner.run(
@@ -427,6 +435,7 @@ class _Prepared:
     folder: Path
     warnings: list[str]
     coverage: list[Any] = field(default_factory=list)  # lora.coverage.LoraCoverage per LoRA of the job
+    sidecar: Any = None  # lora.sidecar.LoraSidecar: hooks of scheduled LoRAs, removed when the job ends
 
 
 def demo_model_dir() -> Path:

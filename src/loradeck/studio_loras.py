@@ -21,12 +21,14 @@ class LoraPlan:
     lora_hashes: str = ""  # A1111's "name: hash12, …"
     warnings: list[str] = field(default_factory=list)
     not_applied: dict[str, str] = field(default_factory=dict)  # LoRA name → why it was dropped (lora/coverage.py)
+    scheduled: list[Any] = field(default_factory=list)  # lora.sidecar.ScheduledLora: U-Net weight changes per step
 
 
 def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -> LoraPlan:
     from loradeck.library.triggers import add_trigger_words, missing_trigger_words, trigger_warning
     from loradeck.lora import StackEntry
     from loradeck.lora.block_weights import load_presets, resolve
+    from loradeck.lora.sidecar import ScheduledLora
     from loradeck.prompt.tags import normalize_weights, parse_prompt, rewrite_tag_weights
 
     parsed = parse_prompt(request.prompt)
@@ -36,6 +38,7 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
     clean = parsed.text
     stack, hashes, active = [], [], []
     not_applied: dict[str, str] = {}
+    schedules: list[ScheduledLora] = []
     presets = load_presets(studio.settings.lbw_presets_path) if any(t.lbw for t in tags) else {}
     for tag in tags:
         block_weights = resolve(tag.lbw, presets, tag.text) if tag.lbw else None  # a bad lbw= fails the request
@@ -55,7 +58,10 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
             continue
         if tag.dyn is not None:
             lora = lora.truncated(tag.dyn)
-        stack.append(StackEntry(lora=lora, te=tag.te, unet=tag.unet, block_weights=block_weights))
+        scheduled = tag.schedule is not None  # its U-Net part runs beside the model, not merged (lora/sidecar.py)
+        stack.append(StackEntry(lora, tag.te, 0.0 if scheduled else tag.unet, block_weights))
+        if scheduled:
+            schedules.append(ScheduledLora(lora, tag.schedule.weight_at, block_weights))
         active.append(entry)
         short = entry.lora_hash
         if short:
@@ -66,4 +72,4 @@ def plan_loras(studio: Studio, request: GenerationRequest, model: LoadedModel) -
         recorded = add_trigger_words(recorded, active)
     else:
         warnings += [trigger_warning(entry, words) for entry, words in missing_trigger_words(clean, active)]
-    return LoraPlan(clean, recorded, stack, ", ".join(hashes), warnings, not_applied)
+    return LoraPlan(clean, recorded, stack, ", ".join(hashes), warnings, not_applied, schedules)
