@@ -128,3 +128,20 @@ def test_ui_status_has_an_error_box():
     assert "LoRA bad" not in rest  # said once, as an error
     assert "ld-status-warning" in rest and "other note" in rest
     assert "LoRA good: 10/10 modules matched (100 %), 0 keys left unmatched." in rest
+
+
+def test_lora_inspect_prints_coverage_as_a_percentage(home, tmp_path):
+    path = write_demo_lora(tmp_path / "x.safetensors", rank=4, alpha=2.0)
+    tensors = __import__("safetensors.torch", fromlist=["load_file"]).load_file(str(path))
+    tensors |= _pair("lora_unet_no_such_block_proj", 8, 8)
+    save_file(tensors, str(path))
+    out = " ".join(CliRunner().invoke(app, ["lora", "inspect", str(path)]).output.split())
+    m = re.search(
+        r"coverage_percent: ([\d.]+) % \((\d+) of (\d+) modules of the model\); ([\d.]+) % of the file's "
+        r"(\d+) modules matched",
+        out,
+    )
+    assert m, out
+    matched, total, in_file = int(m[2]), int(m[3]), int(m[5])
+    assert float(m[1]) == round(100 * matched / total, 1) and in_file == matched + 1
+    assert float(m[4]) == round(100 * matched / in_file, 1)

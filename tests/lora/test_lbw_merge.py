@@ -183,3 +183,41 @@ def test_merge_into_follows_the_per_block_formula(tmp_path, name, case):
         want = base[key] + weights[block] * (plain[key] - base[key])
         torch.testing.assert_close(lbw[key], want, rtol=0, atol=1e-5, msg=f"{key} ({block})")
     assert changed > 20
+
+
+def test_merge_into_cli_takes_lbw(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from loradeck.cli import app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "lbwpresets.txt").write_text("HALF:" + ",".join(["0.5"] * 26) + "\n")
+    monkeypatch.setenv("LORADECK_HOME", str(home))
+    base_path = tmp_path / "base.safetensors"
+    base = write_checkpoint(base_path, "sd15")
+    lora_path = tmp_path / "l.safetensors"
+    q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    g = torch.Generator().manual_seed(0)
+    up, down = torch.randn(32, RANK, generator=g), torch.randn(RANK, 32, generator=g)
+    save_file(
+        {f"{q}.lora_up.weight": up, f"{q}.lora_down.weight": down, f"{q}.alpha": torch.tensor(ALPHA)}, str(lora_path)
+    )
+    runner = CliRunner()
+    for spec, factor in ((f"{lora_path}:0.8:lbw=HALF", 0.4), (f"{lora_path}:0.8:lbw=OUTS", 0.0)):
+        out = tmp_path / "out.safetensors"
+        result = runner.invoke(
+            app,
+            ["lora", "merge-into", "--checkpoint", str(base_path), "--lora", spec, "--out", str(out)],
+            catch_exceptions=False,
+        )
+        assert result.exit_code == 0, result.output
+        key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight"
+        want = base[key] + factor * (ALPHA / RANK) * (up @ down)
+        torch.testing.assert_close(load_file(str(out))[key], want, rtol=0, atol=1e-5)
+    from loradeck.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="random/inherited entry 'R'"):
+        vector = ",".join(["R"] + ["1"] * 16)
+        args = ["lora", "merge-into", "--checkpoint", str(base_path), "--lora", f"{lora_path}:1:lbw={vector}"]
+        runner.invoke(app, [*args, "--out", str(tmp_path / "o.safetensors")], catch_exceptions=False)
