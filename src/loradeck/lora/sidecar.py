@@ -102,17 +102,7 @@ class LoraSidecar:
                 s = scales[p.index] * p.m
                 if s == 0:
                     continue
-                if isinstance(module, nn.Conv2d):
-                    conv = dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
-                    if p.delta is not None:
-                        y = F.conv2d(x, p.delta, None, **conv)
-                    else:
-                        y = F.conv2d(F.conv2d(x, p.down, None, **conv), p.up)
-                elif p.delta is not None:
-                    y = F.linear(x, p.delta)
-                else:
-                    y = F.linear(F.linear(x, p.down), p.up)
-                output = output + s * y
+                output = output + s * _path_output(module, p, x)
             return output
 
         return hook
@@ -130,3 +120,17 @@ class LoraSidecar:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+
+
+def _path_output(module: nn.Module, p: _Path, x: torch.Tensor) -> torch.Tensor:
+    """(up ∘ down)(x), or F(x; ΔW), with the module's own convolution geometry."""
+    if isinstance(module, nn.Conv2d):
+        stride, padding, dilation = module.stride, module.padding, module.dilation
+        if p.delta is not None:
+            return F.conv2d(x, p.delta, None, stride, padding, dilation)  # type: ignore[arg-type]
+        assert p.down is not None and p.up is not None
+        return F.conv2d(F.conv2d(x, p.down, None, stride, padding, dilation), p.up)  # type: ignore[arg-type]
+    if p.delta is not None:
+        return F.linear(x, p.delta)
+    assert p.down is not None and p.up is not None
+    return F.linear(F.linear(x, p.down), p.up)

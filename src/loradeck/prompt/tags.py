@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from loradeck.errors import InvalidRequest
-from loradeck.prompt.lora_schedule import LoraSchedule, is_schedule, parse_points, parse_step_bound
+from loradeck.prompt.lora_schedule import LoraSchedule, Point, is_schedule, parse_points, parse_step_bound
 
 TAG_RE = re.compile(r"<(\w+):([^>]+)>")
 LORA_KINDS = ("lora", "lyco")
@@ -101,7 +101,7 @@ def _parse_lora(args: str, text: str) -> tuple[LoraTag, list[str]]:
         notes.append(f"The prompt tag {text} has unknown argument(s) {', '.join(unknown)}; they were ignored.")
     if len(positional) > 4:
         notes.append(f"The prompt tag {text} has more than name:te:unet:dyn; the rest was ignored.")
-    points = ()
+    points: tuple[Point, ...] = ()
     if len(positional) > 1 and is_schedule(positional[1]):  # <lora:name:SCHEDULE>: U-Net scheduled, te its peak
         points = parse_points(positional[1], text)
         te = LoraSchedule(points).peak
@@ -124,7 +124,7 @@ def _parse_lora(args: str, text: str) -> tuple[LoraTag, list[str]]:
     return LoraTag(name=name, te=te, unet=unet, dyn=dyn, text=text, lbw=lbw, schedule=schedule), notes
 
 
-def _schedule(points, unet: float, named: dict[str, str], text: str) -> LoraSchedule | None:
+def _schedule(points: tuple[Point, ...], unet: float, named: dict[str, str], text: str) -> LoraSchedule | None:
     start = parse_step_bound(named["start"], "start", text) if "start" in named else None
     stop = parse_step_bound(named["stop"], "stop", text) if "stop" in named else None
     if "step" in named:  # the extension's step=A-B
