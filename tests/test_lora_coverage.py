@@ -102,10 +102,13 @@ def test_api_info_and_warnings(tmp_path):
     home = tmp_path / "home"
     write_bad_loras(home / "models" / "Lora")
     with TestClient(create_app(Studio(home=home))) as client:
-        body = {"prompt": PROMPT + TAGS, "steps": 2, "width": 32, "height": 32, "seed": 1}
+        ones = ",".join(["1"] * 26)  # block weights come in through the prompt tag, as with the extension
+        prompt = PROMPT + TAGS.replace("<lora:stripy:1>", f"<lora:stripy:1:lbw={ones}>")
+        body = {"prompt": prompt, "steps": 2, "width": 32, "height": 32, "seed": 1}
         response = client.post("/sdapi/v1/txt2img", json=body)
     assert response.status_code == 200
     info = json.loads(response.json()["info"])
+    assert f"<lora:stripy:1:lbw={ones}>" in info["prompt"] and f"lbw={ones}>" in info["infotexts"][0]
     cov = {c["name"]: c for c in info["lora_coverage"]}
     assert cov.keys() == {"stripy", "nothing", "xl", "half"}
     assert cov["stripy"]["matched"] == cov["stripy"]["targeted"] > 0 and cov["stripy"]["error"] is None
