@@ -70,6 +70,11 @@ class Settings:
         return self.datasets_dir or self.home / "datasets"
 
     @property
+    def lbw_presets_path(self) -> Path:
+        """User block-weight presets (``NAME:w,w,…`` lines), as the sd-webui-lora-block-weight extension's file."""
+        return self.home / "lbwpresets.txt"
+
+    @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
 

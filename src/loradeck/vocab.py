@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -99,3 +100,4 @@ class GenerationResult:
     stack_key: tuple = ()  # the LoRA-stack identity the queue used (GenerationPlan.stack_key)
     lora_hashes: str = ""  # A1111's "Lora hashes" value
     lora_recomputed: int = 0  # weights the patcher re-merged for this job (0: the stack was already merged)
+    lora_coverage: list[Any] = field(default_factory=list)  # loradeck.lora.coverage.LoraCoverage, one per LoRA

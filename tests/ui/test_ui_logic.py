@@ -246,3 +246,12 @@ def test_grid_form_becomes_a_grid_request():
         grid_request("a cat", "", "", " ", "", 5, 7, 1)
     with pytest.raises(InvalidRequest, match="Unknown grid axis"):
         grid_request("a cat", "", "nope=1", "", "", 5, 7, 1)
+
+
+def test_weights_panel_shows_and_keeps_block_weights():
+    prompt = "a cat <lora:a:0.8:lbw=OUTD> <lora:b:0.5>"
+    found = prompt_loras(prompt)
+    assert [(lo.name, lo.lbw) for lo in found.loras] == [("a", "OUTD"), ("b", None)]
+    moved = set_weight(prompt, "a", 0.3)
+    assert moved == "a cat <lora:a:0.3:lbw=OUTD> <lora:b:0.5>"  # the slider changes the weight, not the blocks
+    assert normalise(moved) == "a cat <lora:a:0.375:lbw=OUTD> <lora:b:0.625>"

@@ -107,12 +107,28 @@ def generate(
             styles=list(style or []),
         )
     result = _run_with_progress(studio, request)
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+    print_result_notes(result)
     for image in result.images:
         print(image.path)
     if result.interrupted:
         console.print("[yellow]interrupted[/]")
+
+
+def print_result_notes(result) -> None:
+    """Warnings, then one coverage line per LoRA; a LoRA that changed nothing is an error line (stderr)."""
+    from rich.markup import escape
+
+    from loradeck.lora.coverage import error_lines
+
+    errors = error_lines(result.lora_coverage)
+    for warning in result.warnings:
+        if warning.rstrip(".") not in {e.rstrip(".") for e in errors}:
+            console.print(f"[yellow]warning:[/] {escape(warning)}")
+    for c in result.lora_coverage:
+        if c.error:
+            console.print(f"[bold red]error:[/] {escape(c.line())}")
+        else:
+            console.print(escape(c.line()), highlight=False)
 
 
 def _run_with_progress(studio, request):

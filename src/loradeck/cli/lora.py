@@ -67,6 +67,13 @@ def inspect(
         print(json.dumps(info, indent=2, ensure_ascii=False, default=str))
         return
     for key, value in info.items():
+        if key in ("coverage", "file_modules_matched_percent"):
+            continue
+        if key == "coverage_percent":  # of the family's trained set (kohya's defaults, + the conv set for LoCon)
+            value = (
+                f"{value:.1f} % ({info['modules_matched']} of {info['modules_total']} modules of the model); "
+                f"{info['file_modules_matched_percent']:.1f} % of the file's {info['modules_in_file']} modules matched"
+            )
         if isinstance(value, list) and len(value) > 8:
             value = ", ".join(map(str, value[:8])) + f", … ({len(value)} in all)"
         console.print(f"[bold]{key}[/]: {value}")
@@ -75,21 +82,28 @@ def inspect(
 @app.command("merge-into")
 def merge_into(
     checkpoint: Annotated[Path, typer.Option(help="Base single-file checkpoint.")],
-    lora: Annotated[list[str], typer.Option(help="FILE:WEIGHT (repeatable).")],
+    lora: Annotated[
+        list[str], typer.Option(help="FILE:WEIGHT or FILE:WEIGHT:lbw=PRESET|VECTOR (block weights; repeatable).")
+    ],
     out: Annotated[Path, typer.Option(help="Output .safetensors.")],
 ) -> None:
     """Bake LoRAs into a copy of a checkpoint, keeping its key layout."""
     from loradeck.lora.bake import merge_into_checkpoint
+    from loradeck.lora.block_weights import load_presets, resolve
+    from loradeck.settings import load_settings
 
     pairs = []
     for item in lora:
-        path, _, weight = item.rpartition(":")
+        head, sep, lbw = item.partition(":lbw=")
+        path, _, weight = head.rpartition(":")
         if not path:
-            path, weight = item, "1"
+            path, weight = head, "1"
         try:
-            pairs.append((Path(path), float(weight)))
+            w = float(weight)
         except ValueError:
             raise typer.BadParameter(f"--lora {item!r}: the weight after ':' must be a number") from None
+        blocks = resolve(lbw, load_presets(load_settings().lbw_presets_path), f"--lora {item}") if sep else None
+        pairs.append((Path(path), w, blocks))
     report = merge_into_checkpoint(checkpoint, pairs, out)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}")

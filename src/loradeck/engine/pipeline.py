@@ -118,6 +118,7 @@ class Runner:
         cond_at: Callable[[int], Conditioning] | None = None,
         output: str = "pil",
         variation: tuple[list[int], float] | None = None,
+        step_hook: Callable[[int, int], None] | None = None,
     ) -> list[Image.Image] | torch.Tensor | None:
         """One batch: ``len(seeds)`` images, image i drawn from its own CPU generator seeded ``seeds[i]``.
 
@@ -125,7 +126,8 @@ class Runner:
         (prompt editing); ``cond`` is step 0's. ``init_image`` (img2img) is a picture, one per seed, or latents [n, c, h, w] (the
         hires fix's latent upscale); ``output="latent"`` returns the final latents instead of pictures. Returns None
         when the batch was skipped; raises Cancelled when interrupted. ``variation`` = (subseeds, strength): A1111's
-        variation seeds for the starting noise (txt2img).
+        variation seeds for the starting noise (txt2img). ``step_hook(step, total)`` is called before each sampling
+        step (0-based; scheduled LoRA weights, ``lora/sidecar.py``).
         """
         if width % 8 or height % 8 or width < 8 or height < 8:
             raise InvalidRequest(f"Size {width}x{height} is not possible: width and height must be multiples of 8.")
@@ -154,6 +156,8 @@ class Runner:
             if cond_at is not None and i + 1 < total and (nxt := cond_at(i + 1)) is not current[0]:
                 current[0] = nxt
                 kwargs.update(_step_embeds(nxt, n, pipe_.do_classifier_free_guidance, kwargs))
+            if step_hook is not None and i + 1 < total:
+                step_hook(i + 1, total)
             if progress:
                 progress(i + 1, total)
             return kwargs
@@ -184,6 +188,8 @@ class Runner:
             kwargs |= dict(width=width, height=height)
         if self.c.is_sdxl:
             kwargs |= dict(original_size=(height, width), target_size=(height, width))
+        if step_hook is not None:
+            step_hook(0, total)
         try:
             with torch.inference_mode():
                 arrays = pipe(**kwargs).images

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -49,13 +50,12 @@ def _module(model_cls_or_factory, state: dict[str, torch.Tensor], path: Path, co
     return model
 
 
-def merge_into_checkpoint(
-    checkpoint_path: str | Path, loras: list[tuple[str | Path, float]], out_path: str | Path
-) -> StackReport:
-    """Write ``out_path`` (.safetensors) = the checkpoint with ``loras`` [(file, weight), ...] merged in.
+def merge_into_checkpoint(checkpoint_path: str | Path, loras: Sequence[tuple], out_path: str | Path) -> StackReport:
+    """Write ``out_path`` (.safetensors) = the checkpoint with ``loras`` [(file, weight[, BlockWeights]), ...] merged.
 
-    The weight multiplies both the text-encoder and the U-Net part (A1111 ``<lora:name:weight>``). Returns the
-    patcher's report (matched modules per file; a LoRA of another family is skipped with a warning).
+    The weight multiplies both the text-encoder and the U-Net part (A1111 ``<lora:name:weight>``), block weights
+    (``lbw=``) each module's block as in generation. Returns the patcher's report (matched modules per file; a LoRA
+    of another family is skipped with a warning).
     """
     src, out = Path(checkpoint_path), Path(out_path)
     if out.suffix.lower() != ".safetensors":
@@ -79,7 +79,8 @@ def merge_into_checkpoint(
     patched = {_PATCHER_NAMES[c]: m for c, m in models.items()}
     keymap = keymap_from_models(family, models["unet"], {k: v for k, v in patched.items() if k != "unet"})
     patcher = LoraPatcher(patched, keymap, copy_share=0.0)  # nothing is restored: keep the lean undo
-    report = patcher.apply([StackEntry(load_lora(p), te=float(w), unet=float(w)) for p, w in loras])
+    entries = [(Path(p), float(w), rest[0] if rest else None) for p, w, *rest in loras]
+    report = patcher.apply([StackEntry(load_lora(p), te=w, unet=w, block_weights=bw) for p, w, bw in entries])
 
     for comp, model in models.items():
         components[comp] = model.state_dict()
@@ -87,7 +88,9 @@ def merge_into_checkpoint(
     result = {k: merged[k].contiguous() for k in order}  # same keys as the input, nothing added or lost
 
     meta = dict(metadata)
-    meta["loradeck.merged_loras"] = json.dumps([[Path(p).name, float(w)] for p, w in loras])
+    meta["loradeck.merged_loras"] = json.dumps(
+        [[p.name, w] + ([f"lbw={bw.text}"] if bw is not None else []) for p, w, bw in entries]
+    )
     tmp = out.with_name(out.name + ".tmp")
     try:
         save_file(result, str(tmp), metadata=meta)

@@ -129,6 +129,8 @@ def inspect_lora(path: str | os.PathLike) -> dict:
         "modules_matched": len(matched_names),
         "modules_total": total,
         "coverage": round(len(matched_names) / total, 4) if total else 0.0,
+        "coverage_percent": round(100 * len(matched_names) / total, 1) if total else 0.0,
+        "file_modules_matched_percent": round(100 * len(matched_names) / len(lora.modules), 1) if lora.modules else 0.0,
         "unmatched_keys": unmatched,
         "metadata": summary,
         "metadata_keys": len(metadata),

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from loradeck.errors import FormatError
+from loradeck.lora.block_weights import BlockWeights, block_table, missing_blocks_warning
 from loradeck.lora.blocks import (
     BITS,
     BLOCK_ELEMENTS,
@@ -58,11 +59,13 @@ CPU_COPY_SHARE = 0.9
 
 @dataclass(frozen=True)
 class StackEntry:
-    """One LoRA of a stack with its text-encoder and U-Net multipliers (A1111 `<lora:name:te:unet>`)."""
+    """One LoRA of a stack with its text-encoder and U-Net multipliers (A1111 `<lora:name:te:unet>`) and, optionally,
+    per-block multipliers (`lbw=`, ``block_weights.py``) that scale each module's multiplier by its block's weight."""
 
     lora: LoraFile
     te: float = 1.0
     unet: float = 1.0
+    block_weights: BlockWeights | None = None
 
 
 @dataclass
@@ -110,6 +113,7 @@ class LoraPatcher:
         self.copy_share = (CPU_COPY_SHARE if on_cpu else 0.0) if copy_share is None else copy_share
         self.copy_cap = _ram_bytes() // 4 if copy_cap is None else copy_cap
         self.last_report: StackReport | None = None
+        self._blocks: dict[str, int | None] | None = None  # canonical module name → block (lbw), built on first use
 
     # ------------------------------------------------------------------------------------------------ public
     def apply(self, stack: list[StackEntry]) -> StackReport:
@@ -179,13 +183,27 @@ class LoraPatcher:
                     entry.lora.path,
                     f"does not fit the loaded model: {first}" + (f" (and {n - 1} more)" if n > 1 else ""),
                 )
+            touched: list[int | None] = []
             for spec, ref in matched:
                 m = float(entry.unet if ref.component == "unet" else entry.te)
+                if entry.block_weights is not None:
+                    block = self._block_of(spec.name)
+                    touched.append(block)
+                    m *= entry.block_weights.weight(block)
                 if m == 0:  # weight 0 adds nothing: the parameter keeps its original bits
                     continue
                 for pname in _params_of(spec):
                     wanted.setdefault((ref.component, ref.path, pname), []).append((spec, m))
+            if entry.block_weights is not None:
+                note = missing_blocks_warning(entry.lora.name, entry.block_weights, touched)
+                if note:
+                    report.warnings.append(note)
         return report, {k: tuple(v) for k, v in wanted.items()}
+
+    def _block_of(self, name: str) -> int | None:
+        if self._blocks is None:
+            self._blocks = block_table(self.keymap)
+        return self._blocks.get(self.keymap.canonical(name))
 
     def _module_of(self, ref: ModuleRef) -> nn.Module | None:
         comp = self.components.get(ref.component)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from loradeck.errors import InvalidRequest
+from loradeck.prompt.lora_schedule import LoraSchedule, Point, is_schedule, parse_points, parse_step_bound
 
 TAG_RE = re.compile(r"<(\w+):([^>]+)>")
 LORA_KINDS = ("lora", "lyco")
@@ -26,6 +27,8 @@ class LoraTag:
     unet: float = 1.0
     dyn: int | None = None  # DyLoRA rank to truncate to
     text: str = ""  # the tag as written in the prompt
+    lbw: str | None = None  # block weights (``lbw=`` preset or vector, as written; lora/block_weights.py reads it)
+    schedule: LoraSchedule | None = None  # per-step U-Net weight (``w@step`` points, start=/stop=); None: constant
 
     @property
     def weight(self) -> float:
@@ -93,25 +96,53 @@ def _parse_lora(args: str, text: str) -> tuple[LoraTag, list[str]]:
     if not name:
         raise InvalidRequest(f"The prompt tag {text} has no LoRA name.")
     notes = []  # A1111 ignores what it does not know; we say so
-    unknown = sorted(set(named) - {"te", "unet", "dyn"})
+    unknown = sorted(set(named) - {"te", "unet", "dyn", "lbw", "start", "stop", "step"})
     if unknown:
         notes.append(f"The prompt tag {text} has unknown argument(s) {', '.join(unknown)}; they were ignored.")
     if len(positional) > 4:
         notes.append(f"The prompt tag {text} has more than name:te:unet:dyn; the rest was ignored.")
-    te = _weight(positional[1], text) if len(positional) > 1 else 1.0
+    points: tuple[Point, ...] = ()
+    if len(positional) > 1 and is_schedule(positional[1]):  # <lora:name:SCHEDULE>: U-Net scheduled, te its peak
+        points = parse_points(positional[1], text)
+        te = LoraSchedule(points).peak
+    else:
+        te = _weight(positional[1], text) if len(positional) > 1 else 1.0
     te = _weight(named["te"], text) if "te" in named else te
-    unet = _weight(positional[2], text) if len(positional) > 2 else te
+    if len(positional) > 2 and is_schedule(positional[2]):
+        points = parse_points(positional[2], text)
+        unet = LoraSchedule(points).peak
+    else:
+        unet = _weight(positional[2], text, lbw_hint=True) if len(positional) > 2 else te
+        points = points if len(positional) <= 2 else ()
     unet = _weight(named["unet"], text) if "unet" in named else unet
+    schedule = _schedule(points, unet, named, text)
     dyn = _rank(positional[3], text) if len(positional) > 3 else None
     dyn = _rank(named["dyn"], text) if "dyn" in named else dyn
-    return LoraTag(name=name, te=te, unet=unet, dyn=dyn, text=text), notes
+    lbw = named["lbw"].strip() if "lbw" in named else None
+    if lbw == "":
+        raise InvalidRequest(f"The prompt tag {text} has an empty lbw=.")
+    return LoraTag(name=name, te=te, unet=unet, dyn=dyn, text=text, lbw=lbw, schedule=schedule), notes
 
 
-def _weight(value: str, text: str) -> float:
+def _schedule(points: tuple[Point, ...], unet: float, named: dict[str, str], text: str) -> LoraSchedule | None:
+    start = parse_step_bound(named["start"], "start", text) if "start" in named else None
+    stop = parse_step_bound(named["stop"], "stop", text) if "stop" in named else None
+    if "step" in named:  # the extension's step=A-B
+        a, sep, b = named["step"].partition("-")
+        if not sep:
+            raise InvalidRequest(f"step={named['step'].strip()} in {text} must be written FIRST-LAST.")
+        start, stop = parse_step_bound(a, "step", text), parse_step_bound(b, "step", text)
+    if not points and start is None and stop is None:
+        return None
+    return LoraSchedule(points=tuple(points), weight=unet, start=start, stop=stop)
+
+
+def _weight(value: str, text: str, lbw_hint: bool = False) -> float:
     try:
         w = float(value)
     except ValueError:
-        raise InvalidRequest(f"The weight '{value.strip()}' in the prompt tag {text} is not a number.") from None
+        hint = f" (block weights are written lbw={value.strip()})" if lbw_hint else ""
+        raise InvalidRequest(f"The weight '{value.strip()}' in the prompt tag {text} is not a number{hint}.") from None
     if not math.isfinite(w):
         raise InvalidRequest(f"The weight '{value.strip()}' in the prompt tag {text} is not a finite number.")
     return w
@@ -136,11 +167,16 @@ def normalize_weights(tags: Sequence[LoraTag], *, target: float = 1.0, digits: i
     Results are rounded to ``digits`` decimals so the weight written into the infotext is exactly the one applied
     (a re-render from the PNG then gives the same pixels). A stack whose weights sum to 0 is returned unchanged.
     """
-    total = sum(abs(t.unet) for t in tags)
+    total = sum(abs(t.unet) for t in tags if t.schedule is None)  # scheduled tags keep their schedule
     if total == 0:
         return list(tags)
     factor = target / total
-    return [replace(t, te=round(t.te * factor, digits), unet=round(t.unet * factor, digits)) for t in tags]
+    return [
+        t
+        if t.schedule is not None
+        else replace(t, te=round(t.te * factor, digits), unet=round(t.unet * factor, digits))
+        for t in tags
+    ]
 
 
 def format_weight(w: float) -> str:
@@ -150,15 +186,22 @@ def format_weight(w: float) -> str:
 
 
 def format_tag(
-    name: str, te: float = 1.0, unet: float | None = None, dyn: int | None = None, kind: str = "lora"
+    name: str,
+    te: float = 1.0,
+    unet: float | None = None,
+    dyn: int | None = None,
+    kind: str = "lora",
+    lbw: str | None = None,
 ) -> str:
-    """``<lora:name:w>``, or ``<lora:name:te:unet>`` when they differ, with ``:dyn`` appended if given."""
+    """``<lora:name:w>``, or ``<lora:name:te:unet>`` when they differ, with ``:dyn`` and ``:lbw=…`` appended if given."""
     unet = te if unet is None else unet
     parts = [name, format_weight(te)]
     if unet != te or dyn is not None:
         parts.append(format_weight(unet))
     if dyn is not None:
         parts.append(str(dyn))
+    if lbw is not None:
+        parts.append(f"lbw={lbw}")
     return f"<{kind}:{':'.join(parts)}>"
 
 
@@ -170,9 +213,9 @@ def rewrite_tag_weight(prompt: str, name: str, te: float, unet: float | None = N
         if kind not in LORA_KINDS:
             return match.group(0)
         tag = parse_lora_args(match.group(2), match.group(0))
-        if tag.name != name:
+        if tag.name != name or tag.schedule is not None:  # a schedule is kept as written
             return match.group(0)
-        return format_tag(name, te, unet, tag.dyn, kind)
+        return format_tag(name, te, unet, tag.dyn, kind, tag.lbw)
 
     return TAG_RE.sub(sub, prompt)
 
@@ -189,9 +232,9 @@ def rewrite_tag_weights(prompt: str, tags: Sequence[LoraTag]) -> str:
         if kind not in LORA_KINDS:
             return match.group(0)
         tag = next(it, None)
-        if tag is None:
+        if tag is None or tag.schedule is not None:
             return match.group(0)
-        return format_tag(tag.name, tag.te, tag.unet, tag.dyn, kind)
+        return format_tag(tag.name, tag.te, tag.unet, tag.dyn, kind, tag.lbw)
 
     return TAG_RE.sub(sub, prompt)
 

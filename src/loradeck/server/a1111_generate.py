@@ -123,6 +123,7 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
         "version": f"loradeck {__version__}",
         "interrupted": result.interrupted,
         "warnings": result.warnings,
+        "lora_coverage": [c.to_dict() for c in result.lora_coverage],  # loradeck's: per LoRA, matched/targeted
     }
 
 

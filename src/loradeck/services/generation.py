@@ -18,6 +18,8 @@ from loradeck.engine.hires import LATENT_UPSCALERS, hires_pass
 from loradeck.engine.outputs import output_folder, save_png
 from loradeck.errors import Cancelled, LoradeckError
 from loradeck.lora import LoraFile, StackEntry
+from loradeck.lora.coverage import coverage_of
+from loradeck.lora.sidecar import LoraSidecar, ScheduledLora
 from loradeck.prompt.editing import prompt_schedule
 from loradeck.prompt.infotext import format_infotext
 from loradeck.services.models import LoadedModel
@@ -46,9 +48,12 @@ def run_plan(
 ) -> GenerationResult:
     """Every batch of ``plan`` on ``model``; an interrupt ends the job with the pictures drawn so far."""
     with model.patcher.lock:
-        stack, warnings = _stack(plan, load_lora)
+        stack, scheduled, not_applied, warnings = _stack(plan, load_lora)
         report = model.patcher.apply(stack)
         warnings += list(report.warnings)
+        coverage = coverage_of(report, not_applied)
+        # scheduled LoRAs: their U-Net part runs beside the merged weights, for this job only (lora/sidecar.py)
+        sidecar = LoraSidecar(model.base.unet, model.patcher.keymap, scheduled) if scheduled else None
         request = plan.request
         schedules = PromptSchedules(
             lambda pos, neg: encode_prompts(model.base, pos, neg, clip_skip=request.clip_skip),
@@ -61,13 +66,15 @@ def run_plan(
         try:
             for b in range(request.batch_count):
                 try:
-                    drawn = _draw_batch(plan, model, schedules, b, job, folder, keep_latents)
+                    drawn = _draw_batch(plan, model, schedules, b, job, folder, keep_latents, sidecar)
                 except Cancelled:
                     interrupted = True
                     break
                 images += drawn or []  # None: the batch was skipped
         finally:
             keep_latents(None)
+            if sidecar is not None:
+                sidecar.remove()
     return GenerationResult(
         images=images,
         prompt=plan.recorded_prompt,
@@ -85,21 +92,30 @@ def run_plan(
         stack_key=plan.stack_key,
         lora_hashes=plan.lora_hashes,
         lora_recomputed=report.recomputed,
+        lora_coverage=coverage,
     )
 
 
-def _stack(plan: GenerationPlan, load_lora: Callable[[Path], LoraFile]) -> tuple[list[StackEntry], list[str]]:
-    stack, warnings = [], []
+def _stack(
+    plan: GenerationPlan, load_lora: Callable[[Path], LoraFile]
+) -> tuple[list[StackEntry], list[ScheduledLora], dict[str, str], list[str]]:
+    """(what to merge, what runs scheduled beside it, LoRAs left out → why, warnings) for the plan's LoRAs."""
+    stack, scheduled, warnings = [], [], []
+    not_applied = dict(plan.not_applied)
     for choice in plan.loras:
+        tag = choice.tag
         try:
             lora = load_lora(choice.path)
         except LoradeckError as exc:
-            warnings.append(str(exc))
+            warnings.append(not_applied.setdefault(tag.name, str(exc)))
             continue
-        if choice.tag.dyn is not None:
-            lora = lora.truncated(choice.tag.dyn)
-        stack.append(StackEntry(lora=lora, te=choice.tag.te, unet=choice.tag.unet))
-    return stack, warnings
+        if tag.dyn is not None:
+            lora = lora.truncated(tag.dyn)
+        if tag.schedule is not None:  # its U-Net weight changes per step: not merged, a sidecar instead
+            scheduled.append(ScheduledLora(lora, tag.schedule.weight_at, choice.block_weights))
+        unet = 0.0 if tag.schedule is not None else tag.unet
+        stack.append(StackEntry(lora, tag.te, unet, choice.block_weights))
+    return stack, scheduled, not_applied, warnings
 
 
 def _draw_batch(
@@ -110,6 +126,7 @@ def _draw_batch(
     job: Control,
     folder: Path,
     keep_latents: Callable[[torch.Tensor | None], None],
+    sidecar: LoraSidecar | None,
 ) -> list[GeneratedImage] | None:
     """Batch ``b`` of the plan: pictures saved with their infotexts; None when skipped; raises Cancelled."""
     request, hires = plan.request, plan.hires
@@ -131,6 +148,7 @@ def _draw_batch(
         job=job,
         on_latents=keep_latents,
         cond_at=schedules.at if schedules.changes else None,
+        step_hook=sidecar.set_step if sidecar is not None else None,
     )
     pictures = model.runner.run(
         seeds=seeds,

@@ -19,6 +19,8 @@ from loradeck.engine.schedulers import resolve_sampler_schedule
 from loradeck.errors import LoradeckError
 from loradeck.families import Family
 from loradeck.library.triggers import add_trigger_words, missing_trigger_words, trigger_warning
+from loradeck.lora.block_weights import BlockWeights, load_presets
+from loradeck.lora.block_weights import resolve as resolve_block_weights
 from loradeck.prompt.styles import apply_styles, read_styles
 from loradeck.prompt.tags import LoraTag, normalize_weights, parse_prompt, rewrite_tag_weights
 from loradeck.services.limits import check_hires_size, check_request
@@ -46,10 +48,11 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class LoraChoice:
-    """One ``<lora:…>`` tag resolved to a library file."""
+    """One ``<lora:…>`` tag resolved to a library file (with its ``lbw=`` block weights, when given)."""
 
     tag: LoraTag
     entry: LoraEntry
+    block_weights: BlockWeights | None = None
 
     @property
     def path(self) -> Path:
@@ -89,12 +92,16 @@ class GenerationPlan:
     subseeds: tuple[int, ...] | None
     hires: HiresPlan | None
     warnings: tuple[str, ...] = field(default=())
+    not_applied: tuple[tuple[str, str], ...] = ()  # (LoRA name, why it is left out): unknown, other family
 
     @property
     def stack_key(self) -> StackKey:
         """(checkpoint, ((path, te, unet, dyn), …)): equal keys run on the same merged weights, so one job may follow
         another without a merge. The queue orders by it; a Ray router may steer by it."""
-        return (self.checkpoint.title, tuple((str(c.path), c.tag.te, c.tag.unet, c.tag.dyn) for c in self.loras))
+        return (
+            self.checkpoint.title,
+            tuple((str(c.path), c.tag.te, c.tag.unet, c.tag.dyn, c.tag.lbw, repr(c.tag.schedule)) for c in self.loras),
+        )
 
     @property
     def lora_hashes(self) -> str:
@@ -126,7 +133,9 @@ def plan_generation(
     warnings += parsed.warnings
     tags = normalize_weights(parsed.loras) if request.normalize_lora_weights else parsed.loras
     recorded = rewrite_tag_weights(request.prompt, tags) if request.normalize_lora_weights else request.prompt
-    loras = _resolve(tags, library, checkpoint.family, warnings)
+    not_applied: dict[str, str] = {}
+    presets = load_presets(settings.lbw_presets_path) if any(t.lbw for t in tags) else {}
+    loras = _resolve(tags, library, checkpoint.family, presets, warnings, not_applied)
     clean = parsed.text
     active = [c.entry for c in loras]
     if request.add_trigger_words:
@@ -157,6 +166,7 @@ def plan_generation(
         subseeds=subseeds,
         hires=hires,
         warnings=tuple(warnings),
+        not_applied=tuple(not_applied.items()),
     )
 
 
@@ -167,20 +177,27 @@ def _with_seeds(request: GenerationRequest) -> GenerationRequest:
     return replace(request, seed=seed, variation_seed=sub)
 
 
-def _resolve(tags: Sequence[LoraTag], library: Library, family: Family, warnings: list[str]) -> list[LoraChoice]:
+def _resolve(
+    tags: Sequence[LoraTag],
+    library: Library,
+    family: Family,
+    presets: dict[str, str],
+    warnings: list[str],
+    not_applied: dict[str, str],
+) -> list[LoraChoice]:
     choices = []
     for tag in tags:
+        block_weights = resolve_block_weights(tag.lbw, presets, tag.text) if tag.lbw else None  # bad lbw= refuses
         try:
             entry = library.resolve_lora(tag.name)
         except LoradeckError as exc:  # unknown name: say so, go on with the rest (A1111 does; Forge crashes)
-            warnings.append(str(exc))
+            warnings.append(not_applied.setdefault(tag.name, str(exc)))
             continue
         if Family.UNKNOWN not in (entry.family, family) and entry.family != family:
-            warnings.append(
-                f"LoRA {tag.name} is for {Family(entry.family).label} but the model is {family.label}; skipped."
-            )
+            why = f"LoRA {tag.name} is for {Family(entry.family).label} but the model is {family.label}; skipped."
+            warnings.append(not_applied.setdefault(tag.name, why))
             continue
-        choices.append(LoraChoice(tag, entry))
+        choices.append(LoraChoice(tag, entry, block_weights))
     return choices
 
 

@@ -262,7 +262,7 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
             infotexts: texts,
             selected: 0,
             infotext: texts[0] if texts else "",
-            status_box: status.warnings(notes),
+            status_box: status.generation(notes, result.lora_coverage),
             progress: progress_html(1, run.describe(), state="done"),
         }
 
@@ -317,7 +317,8 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
         for i in range(MAX_SLOTS):
             if i < len(visible):
                 lo = visible[i]
-                label = lo.name + ("" if catalog_has(lo.name) else "  ⚠ not in the library")
+                label = lo.name + (f"  · blocks {lo.lbw}" if lo.lbw else "")
+                label += "" if catalog_has(lo.name) else "  ⚠ not in the library"
                 updates.append(gr.update(visible=True, value=lo.weight, label=label))
             else:
                 updates.append(gr.update(visible=False))

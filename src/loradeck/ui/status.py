@@ -41,3 +41,17 @@ def info(message: str) -> str:
 
 def ok(message: str) -> str:
     return status_html("ok", [message])
+
+
+def generation(notes: Iterable[str], coverage: Iterable) -> str:
+    """The status under a finished generation: an error box for LoRAs that changed nothing (no module matched,
+    other family, not found), the other warnings, and one coverage line per applied LoRA (lora/coverage.py)."""
+    coverage = list(coverage)
+    errors = [c.line() for c in coverage if c.error]
+    said = {e.rstrip(".") for e in errors}
+    rest = [n for n in notes if str(n).rstrip(".") not in said]
+    return (
+        status_html("error", errors)
+        + status_html("warning", rest)
+        + status_html("info", [c.line() for c in coverage if not c.error])
+    )

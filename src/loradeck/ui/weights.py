@@ -19,6 +19,7 @@ class ActiveLora:
     weight: float  # the U-Net multiplier: what a card or a tutorial calls the weight
     te: float
     count: int = 1  # how many tags of this name the prompt has (each is applied)
+    lbw: str | None = None  # block weights of its first tag (``lbw=`` preset or vector), shown beside the slider
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ def prompt_loras(prompt: str) -> PromptLoras:
     for tag in tags:
         if tag.name in seen:
             first = seen[tag.name]
-            seen[tag.name] = ActiveLora(first.name, first.weight, first.te, first.count + 1)
+            seen[tag.name] = ActiveLora(first.name, first.weight, first.te, first.count + 1, first.lbw)
         else:
-            seen[tag.name] = ActiveLora(tag.name, tag.unet, tag.te)
+            seen[tag.name] = ActiveLora(tag.name, tag.unet, tag.te, lbw=tag.lbw)
     return PromptLoras(tuple(seen.values()))
 
 
