@@ -47,7 +47,7 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
         raise InvalidRequest(f"The batch size must be between 1 and {limits.max_batch}, not {request.batch_size}.")
     if not 1 <= request.batch_count <= limits.max_batch_count:
         raise InvalidRequest(
-            f"The batch count must be between 1 and {limits.max_batch_count}, not {request.batch_count}."
+            f"The batch count n_iter must be between 1 and {limits.max_batch_count}, not {request.batch_count}."
         )
     pictures = request.batch_size * request.batch_count
     check_seed("The seed", request.seed, pictures)

@@ -112,9 +112,11 @@ class Studio:
         if name in (None, "", DEMO):
             return DEMO
         try:
-            return self.library.resolve_checkpoint(name).title
+            entry = self.library.resolve_checkpoint(name)
         except ModelLoadError as exc:
             raise CheckpointNotFound(str(exc)) from None
+        inside = Path(entry.path).resolve().is_relative_to(Path(self.settings.checkpoint_dir).resolve())
+        return entry.title if inside else str(entry.path)  # a file named by path outside the folder stays a path
 
     def checkpoint_titles(self) -> list[str]:
         return [DEMO, *(c.title for c in self.library.checkpoints())]
