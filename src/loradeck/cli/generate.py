@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio
+from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio, warn
 
 
 def generate(
@@ -108,7 +108,7 @@ def generate(
         )
     result = _run_with_progress(studio, request)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        warn(warning)
     for image in result.images:
         print(image.path)
     if result.interrupted:
