@@ -30,17 +30,17 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
         error_line("interrupted", style="yellow", label="")
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+        # Typer vendors click (typer._click) and plain click may be in use too: match the classes by name.
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "Exit" in kinds:
+            sys.exit(getattr(exc, "exit_code", 0))
         if debug:
             raise
-        if isinstance(exc, click.exceptions.Abort):
+        if "Abort" in kinds:
             sys.exit(1)
-        if isinstance(exc, click.ClickException):  # usage errors: the message, not the usage block
+        if "ClickException" in kinds:  # usage errors: the message, not the usage block
             error_line(f"{exc.format_message()} (see --help)")
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", 2))
         error_line(describe_exception(exc))
         sys.exit(1)
 
