@@ -53,8 +53,10 @@ def test_1000_mutated_files_no_crash_no_hang(tmp_path, tiny):
         outcomes[kind] += 1
         if problem:
             problems.append(f"{path.name}: {problem}")
-        if seconds > CASE_SECONDS:
-            slow.append(f"{path.name}: {seconds:.1f} s")
+        if seconds > CASE_SECONDS:  # a real hang repeats; a stall of a shared CI machine does not
+            seconds = min(seconds, check_case(path, comps, keymap, base)[2])
+            if seconds > CASE_SECONDS:
+                slow.append(f"{path.name}: {seconds:.1f} s")
         path.unlink()
     assert not problems, "\n".join(problems[:20])
     assert not slow, slow
