@@ -115,3 +115,12 @@ def test_generation_with_the_good_lora_is_unaffected(homes):
     plain = draw(studios["clean"], "a red circle")
     assert np.array_equal(hostile, clean)
     assert np.abs(hostile - plain).max() > 8  # the LoRA was applied, not skipped
+
+
+def test_api_generation_naming_a_bad_lora_is_not_a_server_error(homes):
+    _studios, client = homes
+    body = {"prompt": "a red circle <lora:flat:1>", "steps": 2, "width": 32, "height": 32, "seed": 1}
+    response = client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code < 500, response.text
+    body["prompt"] = "a red circle <lora:good:1>"
+    assert client.post("/sdapi/v1/txt2img", json=body).status_code == 200  # and the server goes on
