@@ -121,3 +121,20 @@ def test_caption_reads_only_the_first_line_of_a_huge_file(tmp_path):
     path = tmp_path / "a.txt"
     path.write_bytes(b"a cat, sitting\n" + b"x" * 5_000_000)
     assert read_caption(path) == "a cat, sitting"
+
+
+def test_pickles_over_the_cap_or_hostile_are_one_sentence(tmp_path):
+    import pickle
+
+    import torch
+
+    from loradeck.formats.pickle_safe import load_pickle_state_dict
+
+    path = tmp_path / "lora.pt"
+    torch.save({"lora_unet_x.alpha": torch.tensor(1.0)}, path)
+    with pytest.raises(FormatError, match="more than the 0 GB a pickle may be"):
+        load_pickle_state_dict(path, max_bytes=10)
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(print))  # a global: refused by weights_only, never called
+    with pytest.raises(FormatError, match="evil.pt: is not a safely loadable PyTorch checkpoint"):
+        load_pickle_state_dict(evil)
