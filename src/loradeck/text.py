@@ -23,7 +23,6 @@ def _escape(m: re.Match[str]) -> str:
 
 
 def one_line(text: object, limit: int = MAX_LINE) -> str:
-    """``str(text)`` with control characters escaped, whitespace runs from newlines folded, cut to ``limit``."""
-    s = _CONTROL.sub(_escape, str(text))
-    s = re.sub(r" {2,}", " ", s).strip()
+    """``str(text)`` with newlines and tabs as spaces, other control characters escaped, cut to ``limit``."""
+    s = _CONTROL.sub(_escape, str(text)).strip()
     return s if len(s) <= limit else s[: limit - 1] + "…"
