@@ -21,6 +21,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,6 +97,7 @@ class FakeCivitai:
         self.drops: dict[int, list[int]] = defaultdict(list)
         self.requests: list[Seen] = []
         self.ignore_range = False
+        self.trickle: dict[int, float] = {}  # file id → seconds to wait after each 16 KiB (kill tests)
         self._lock = threading.Lock()
         self._next_id = 100
         self.api = _server(self, "api")
@@ -410,6 +412,16 @@ def _server(fake: FakeCivitai, kind: str) -> ThreadingHTTPServer:
             with fake._lock:
                 drops = fake.drops.get(entry.file["id"])
                 cut = drops.pop(0) if drops else None
+                delay = fake.trickle.get(entry.file["id"])
+            if cut is None and delay:
+                try:
+                    for i in range(start, size, 1 << 14):
+                        self.wfile.write(data[i : i + (1 << 14)])
+                        self.wfile.flush()
+                        time.sleep(delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client was killed: that is the point of the test
+                return
             if cut is None:
                 self.wfile.write(data[start:])
                 return

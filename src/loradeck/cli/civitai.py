@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio
+from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio, plain, warn
 
 app = typer.Typer(
     help="Search Civitai, download verified models with their sidecars, identify local files.", no_args_is_help=True
@@ -74,9 +74,10 @@ def search(
         return
     table = Table("id", "model", "version", "type", "base", "trigger words", "size", "downloads")
     for r in rows:
-        table.add_row(str(r["model_id"]), r["model"], f"{r['version']} ({r['version_id']})", r["type"],
-                      r["base_model"] or "", ", ".join(r["trigger_words"])[:40], _size(r["size_kb"]),
-                      str(r["downloads"] or ""))  # fmt: skip
+        cells = (str(r["model_id"]), r["model"], f"{r['version']} ({r['version_id']})", r["type"],
+                 r["base_model"] or "", ", ".join(r["trigger_words"])[:40], _size(r["size_kb"]),
+                 str(r["downloads"] or ""))  # fmt: skip
+        table.add_row(*(plain(c) for c in cells))  # Civitai text is never markup
     console.print(table)
 
 
@@ -106,7 +107,7 @@ def download(
             on_progress=lambda p: bar.update(task, completed=p.step, total=p.total or None),
         )  # fmt: skip
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        warn(warning)
     note = (
         "already present, hash verified"
         if result.already_present
@@ -114,9 +115,9 @@ def download(
         if result.verified
         else "NOT verified"
     )
-    console.print(f"[green]{result.path}[/] ({note})")
+    console.print(plain(result.path, "green") + f" ({note})", soft_wrap=True)
     if result.version.trained_words:
-        console.print(f"trigger words: {', '.join(result.version.trained_words)}")
+        console.print(plain(f"trigger words: {', '.join(result.version.trained_words)}"), soft_wrap=True)
     print(result.path)
 
 
@@ -134,10 +135,9 @@ def identify(
     report = studio.identify(paths, nsfw=nsfw, write_sidecars=not no_sidecars)
     for item in report.matched:
         v = item.version
-        console.print(
-            f"[green]found[/] {item.path.name}: {v.model_name} — {v.name} ({v.base_model}) by {item.matched_by}"
-        )
+        line = f" {item.path.name}: {v.model_name} — {v.name} ({v.base_model}) by {item.matched_by}"
+        console.print(plain("found", "green") + plain(line), soft_wrap=True)
     for path in report.unmatched:
-        console.print(f"[yellow]not on Civitai[/] {path.name}")
+        console.print(plain("not on Civitai ", "yellow") + plain(path.name), soft_wrap=True)
     for path, why in report.failed:
-        console.print(f"[red]failed[/] {path.name}: {why}")
+        console.print(plain("failed ", "red") + plain(f"{path.name}: {why}"), soft_wrap=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio
+from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio, plain, warn
 
 
 def generate(
@@ -115,20 +115,19 @@ def generate(
 
 
 def print_result_notes(result) -> None:
-    """Warnings, then one coverage line per LoRA; a LoRA that changed nothing is an error line (stderr)."""
-    from rich.markup import escape
-
+    """Warnings, then one coverage line per LoRA; a LoRA that changed nothing is an error line (stderr). Text from
+    files and prompts is printed as plain text, never as markup."""
     from loradeck.lora.coverage import error_lines
 
     errors = error_lines(result.lora_coverage)
     for warning in result.warnings:
         if warning.rstrip(".") not in {e.rstrip(".") for e in errors}:
-            console.print(f"[yellow]warning:[/] {escape(warning)}")
+            warn(warning)
     for c in result.lora_coverage:
         if c.error:
-            console.print(f"[bold red]error:[/] {escape(c.line())}")
+            console.print(plain("error: ", "bold red") + plain(c.line()), soft_wrap=True, highlight=False)
         else:
-            console.print(escape(c.line()), highlight=False)
+            console.print(plain(c.line()), highlight=False)
 
 
 def _run_with_progress(studio, request):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio
+from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio, plain, warn
 
 AXIS_HELP = (
     "KIND[:TARGET]=V1,V2,… — seed, steps, cfg, sampler, schedule, checkpoint, size (WxH), clip-skip, var-seed, "
@@ -38,7 +38,6 @@ def grid(
 ) -> None:
     """Draw an X/Y/Z plot: every cell is its own PNG (with its infotext), plus the labelled grid PNG."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.text import Text
 
     from loradeck.prompt.grid_axes import parse_axis
     from loradeck.services.grid import GridRequest
@@ -72,12 +71,12 @@ def grid(
         }, indent=2))  # fmt: skip
         return
     for warning in result.warnings:
-        console.print(Text("warning: ", style="yellow") + Text(warning))
+        warn(warning)
     console.print(
         f"{len(result.cells)} cells, {result.merges} LoRA merge(s), {result.stack_switches} stack switch(es), "
         f"{result.checkpoint_loads} checkpoint load(s)"
     )
     for cell in result.cells:
         if cell.images and cell.images[0].path:
-            console.print(Text(str(cell.images[0].path), style="dim"))
+            console.print(plain(cell.images[0].path, "dim"))
     print(result.grid_path)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio
+from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio, plain, warn
 
 app = typer.Typer(help="The LoRA library and LoRA tools.", no_args_is_help=True)
 
@@ -22,15 +22,19 @@ def list_(
     """List the LoRAs in the library (scanning new or changed files)."""
     studio = make_studio(models_dir=models_dir, lora_dir=lora_dir)
     entries = studio.loras(on_progress=_scan_progress())
+    # files the scan could not read are listed too, marked unreadable with the reason (they do not stop the list)
+    unreadable = [e for e in studio.library.errors() if e.kind == "lora"]
     if as_json:
-        print(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
+        rows = [e.to_dict() for e in entries]
+        rows += [{"name": e.path.stem, "path": str(e.path), "unreadable": True, "error": e.message} for e in unreadable]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     from rich.table import Table
 
     table = Table("name", "alias", "family", "format", "trigger words", "weight", "hash")
     for e in entries:
         d = e.to_dict()
-        table.add_row(
+        cells = (
             d["name"],
             d["alias"] if d["alias"] != d["name"] else "",
             d["family"],
@@ -39,6 +43,9 @@ def list_(
             f"{d['preferred_weight']:g}" if d["preferred_weight"] else "",
             (d["hashes"].get("autov3") or "")[:12],
         )
+        table.add_row(*(plain(c) for c in cells))  # names and trigger words come from files: never markup
+    for err in unreadable:
+        table.add_row(plain(err.path.stem), "", plain("unreadable", "red"), "", plain(err.message), "", "")
     console.print(table)
 
 
@@ -76,7 +83,7 @@ def inspect(
             )
         if isinstance(value, list) and len(value) > 8:
             value = ", ".join(map(str, value[:8])) + f", … ({len(value)} in all)"
-        console.print(f"[bold]{key}[/]: {value}")
+        console.print(plain(key, "bold") + plain(f": {value}"), soft_wrap=True)  # file text is never markup
 
 
 @app.command("merge-into")
@@ -106,7 +113,7 @@ def merge_into(
         pairs.append((Path(path), w, blocks))
     report = merge_into_checkpoint(checkpoint, pairs, out)
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        warn(warning)
     print(out)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loradeck.cli.common import console
+from loradeck.cli.common import console, plain
 
 _ADV = "Advanced"
 
@@ -125,7 +125,12 @@ def train(
         studio = make_studio(lora_dir=lora_dir, device=device)
         result = studio.train(cfg, on_progress=progress)
     if result.cancelled:
-        console.print(f"[yellow]stopped at step {result.steps}[/]; --resume continues from {result.output_dir}")
+        console.print(
+            plain(f"stopped at step {result.steps}", "yellow") + plain(f"; --resume continues from {result.output_dir}")
+        )
         return
-    console.print(f"[green]saved[/] {result.lora_path}  ({result.steps} steps, final loss {result.final_loss:.4f})")
-    console.print(f"loss curve and samples: {result.output_dir}")
+    console.print(
+        plain("saved ", "green")
+        + plain(f"{result.lora_path}  ({result.steps} steps, final loss {result.final_loss:.4f})")
+    )
+    console.print(plain(f"loss curve and samples: {result.output_dir}"))

@@ -14,16 +14,32 @@ import torch
 
 from loradeck.errors import FormatError
 
+# The largest .ckpt in circulation is ~8 GB (SDXL fp32 with EMA); a pickle is read whole into RAM, so a bigger
+# one is refused before torch.load sees it.
+MAX_PICKLE_BYTES = 16 * 1024**3
 
-def load_pickle_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+
+def load_pickle_state_dict(
+    path: str | os.PathLike, device: str | torch.device = "cpu", max_bytes: int = MAX_PICKLE_BYTES
+) -> dict[str, torch.Tensor]:
     """Load a tensor dict from a pickled checkpoint, safely; raise FormatError otherwise."""
     path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as e:
+        raise FormatError(path, "file does not exist") from e
+    except OSError as e:
+        raise FormatError(path, f"cannot be read ({e.strerror or e})") from e
+    if size > max_bytes:
+        raise FormatError(
+            path, f"is {size / 1024**3:.1f} GB, more than the {max_bytes / 1024**3:.0f} GB a pickle may be"
+        )
     try:
         obj = torch.load(path, map_location=device, weights_only=True, mmap=False)
     except FileNotFoundError as e:
         raise FormatError(path, "file does not exist") from e
-    except Exception as e:  # UnpicklingError (forbidden global), zip errors, truncation...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # UnpicklingError (forbidden global), zip errors, truncation, RecursionError...
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise FormatError(path, f"is not a safely loadable PyTorch checkpoint ({first})") from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]

@@ -10,7 +10,6 @@ reader (which mmaps the file).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
@@ -20,8 +19,14 @@ from pathlib import Path
 import torch
 
 from loradeck.errors import FormatError
+from loradeck.formats import json_safe
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # 100 MB: real headers are a few hundred KB even for 2 000-tensor checkpoints
+# An SDXL checkpoint has ~2 500 tensors, a full-coverage LyCORIS file ~6 000: 50 000 leaves room and keeps parsing,
+# validating and grouping a hostile header well under a second.
+MAX_TENSORS = 50_000
+MAX_DIMS = 8  # no model weight has more than 5
+HEADER_DEPTH = 3  # {name: {"shape": [..]}}: anything deeper is not a safetensors header
 
 # Bytes per element of every dtype safetensors writes.
 DTYPE_SIZES: dict[str, int] = {
@@ -87,10 +92,15 @@ def read_header(path: str | os.PathLike) -> SafetensorsHeader:
             raw = f.read(n)
     except OSError as e:
         raise FormatError(path, f"cannot be read ({e.strerror or e})") from e
+    # Counting the entries in the raw bytes first refuses a 300 000-tensor header before any JSON is built.
+    entries = raw.count(b'"data_offsets"')
+    if entries > MAX_TENSORS:
+        raise FormatError(path, f"safetensors header lists {entries} tensors, more than the {MAX_TENSORS} allowed")
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(path, f"safetensors header is not valid JSON ({e})") from e
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(path, f"safetensors header is not UTF-8 text (byte {e.start})") from None
+    doc = json_safe.loads(text, path, "safetensors header", max_depth=HEADER_DEPTH)
     return _parse_header(path, doc, data_start=8 + n, file_size=size)
 
 
@@ -102,36 +112,53 @@ def _parse_header(path: Path, doc: object, data_start: int, file_size: int) -> S
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise FormatError(path, "safetensors __metadata__ is not a map of strings")
+    if len(doc) > MAX_TENSORS + 1:
+        raise FormatError(path, f"safetensors header lists {len(doc) - 1} tensors, more than the {MAX_TENSORS} allowed")
     tensors: dict[str, TensorInfo] = {}
     for name, entry in doc.items():
         if name == "__metadata__":
             continue
-        tensors[name] = _parse_entry(path, name, entry, data_start)
+        tensors[name] = _parse_entry(path, name, entry, data_start, file_size)
     _check_layout(path, tensors, data_start, file_size)
     return SafetensorsHeader(metadata=dict(metadata), tensors=tensors, data_start=data_start)
 
 
-def _parse_entry(path: Path, name: str, entry: object, data_start: int) -> TensorInfo:
+def _parse_entry(path: Path, name: str, entry: object, data_start: int, file_size: int) -> TensorInfo:
     if not isinstance(entry, dict):
-        raise FormatError(path, f"tensor {name!r} has no dtype/shape/offsets entry")
+        raise FormatError(path, f"tensor {_short(name)} has no dtype/shape/offsets entry")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if dtype not in DTYPE_SIZES:
-        raise FormatError(path, f"tensor {name!r} has unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise FormatError(path, f"tensor {name!r} has an invalid shape {shape!r}")
+        raise FormatError(path, f"tensor {_short(name)} has unknown dtype {_short(dtype)}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_DIMS
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise FormatError(path, f"tensor {_short(name)} has an invalid shape {_short(shape)}")
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
         or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
         or not 0 <= offsets[0] <= offsets[1]
     ):
-        raise FormatError(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
+        raise FormatError(path, f"tensor {_short(name)} has invalid data_offsets {_short(offsets)}")
+    if offsets[1] > file_size - data_start:
+        raise FormatError(
+            path, f"tensor {_short(name)} ends past the end of the file (the file is truncated or the offsets lie)"
+        )
     nbytes = math.prod(shape) * DTYPE_SIZES[dtype]
     if offsets[1] - offsets[0] != nbytes:
         raise FormatError(
-            path, f"tensor {name!r} spans {offsets[1] - offsets[0]} bytes but {dtype}×{tuple(shape)} needs {nbytes}"
+            path,
+            f"tensor {_short(name)} spans {offsets[1] - offsets[0]} bytes but {dtype}×{_short(tuple(shape))} needs {_short(nbytes)}",
         )
     return TensorInfo(dtype=dtype, shape=tuple(shape), start=data_start + offsets[0], end=data_start + offsets[1])
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """repr() cut to ``limit`` characters: names and shapes come from the file and may be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_layout(path: Path, tensors: dict[str, TensorInfo], data_start: int, file_size: int) -> None:
@@ -139,9 +166,9 @@ def _check_layout(path: Path, tensors: dict[str, TensorInfo], data_start: int, f
     cursor = data_start
     for name, info in sorted(tensors.items(), key=lambda kv: (kv[1].start, kv[1].end)):
         if info.start < cursor:
-            raise FormatError(path, f"tensor {name!r} overlaps the tensor before it")
+            raise FormatError(path, f"tensor {_short(name)} overlaps the tensor before it")
         if info.start > cursor:
-            raise FormatError(path, f"tensor {name!r} leaves a gap of {info.start - cursor} bytes before it")
+            raise FormatError(path, f"tensor {_short(name)} leaves a gap of {info.start - cursor} bytes before it")
         cursor = info.end
     if cursor > file_size:
         raise FormatError(path, f"file is truncated: tensors need {cursor} bytes, the file has {file_size}")

@@ -15,6 +15,7 @@ Every sidecar path is the model path minus its extension plus the sidecar suffix
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -25,6 +26,7 @@ from typing import Any
 
 from loradeck.errors import FormatError
 from loradeck.families import Family
+from loradeck.formats import json_safe
 
 PREVIEW_EXTS = ("png", "jpg", "jpeg", "webp", "gif")
 DESCRIPTION_SUFFIXES = (".txt", ".description.txt")
@@ -89,13 +91,23 @@ def atomic_write_json(path: str | os.PathLike, doc: Any) -> Path:
     return atomic_write_bytes(path, json.dumps(doc, indent=4, ensure_ascii=False).encode("utf-8"))
 
 
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024  # a .civitai.info with its image list is ~100 KB
+MAX_DESCRIPTION_BYTES = 1024 * 1024
+
+
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+        with path.open("rb") as f:
+            data = f.read(MAX_SIDECAR_BYTES + 1)
     except OSError as e:
         raise FormatError(path, f"cannot be read ({e.strerror or e})") from e
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(path, f"is not valid JSON ({e})") from e
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise FormatError(path, f"is larger than the {MAX_SIDECAR_BYTES // 2**20} MB a sidecar may be")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FormatError(path, f"is not UTF-8 text (byte {e.start})") from None
+    doc = json_safe.loads(text, path, "sidecar")  # bounded depth, no NaN/Infinity
     if not isinstance(doc, dict):
         raise FormatError(path, "is not a JSON object")
     return doc
@@ -153,9 +165,10 @@ def _as_text(v: Any) -> str:
 
 def _as_float(v: Any) -> float:
     try:
-        return float(v)
-    except (TypeError, ValueError):
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
         return 0.0
+    return f if math.isfinite(f) else 0.0  # "Infinity" in a sidecar must not reach a JSON response
 
 
 def read_user_metadata(model_path: str | os.PathLike) -> UserMetadata | None:
@@ -323,7 +336,8 @@ def read_description(model_path: str | os.PathLike, siblings: Collection[str] | 
         path = base.with_name(base.name + suffix)
         if (path.name in siblings) if siblings is not None else path.is_file():
             try:
-                return path.read_text(encoding="utf-8-sig", errors="replace").strip()
+                with path.open("rb") as f:  # capped: a description, not a multi-GB file named .txt
+                    return f.read(MAX_DESCRIPTION_BYTES).decode("utf-8-sig", errors="replace").strip()
             except OSError:
                 continue
     return None

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -15,6 +16,7 @@ from typing import Any
 
 from loradeck.errors import LoradeckError
 from loradeck.families import Family
+from loradeck.formats import json_safe
 from loradeck.formats.safetensors_io import SafetensorsHeader
 
 
@@ -42,11 +44,11 @@ def decode_metadata(metadata: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in metadata.items():
         if isinstance(value, str) and value.startswith("{"):
-            try:
-                out[key] = json.loads(value)
+            # bounded: a value nested 1,000 deep or holding NaN stays the raw string (the API encodes it safely)
+            decoded = json_safe.loads_or_none(value)
+            if decoded is not None:
+                out[key] = decoded
                 continue
-            except json.JSONDecodeError:
-                pass
         out[key] = value
     return out
 
@@ -154,9 +156,10 @@ def _family_from_lora_keys(header: SafetensorsHeader) -> Family:
 
 def _float(text: str | None) -> float | None:
     try:
-        return float(text) if text is not None else None
+        value = float(text) if text is not None else None
     except ValueError:
         return None
+    return value if value is None or math.isfinite(value) else None
 
 
 def summarize_checkpoint(header: SafetensorsHeader) -> Summary:

@@ -17,6 +17,7 @@ from loradeck.library.names import LoraNames
 from loradeck.library.scan import HashFn, checkpoint_entry, checkpoint_row, lora_entry, lora_row
 from loradeck.library.walk import CHECKPOINT_EXTS, LORA_EXTS, Found, walk_models
 from loradeck.settings import Settings
+from loradeck.text import one_line
 
 ProgressFn = Callable[[int, int, Path], None]
 _BATCH = 64  # rows written per transaction during a first scan, so an interrupted scan keeps its work
@@ -151,10 +152,11 @@ class Library:
                 if len(pending) >= _BATCH:
                     self.index.put(pending)
                     pending = []
-            if row.error:
-                errors.append(ScanError(f.path, kind, row.error))
+            entry, error = _entry_or_error(make_entry, row, f)
+            if error:
+                errors.append(ScanError(f.path, kind, error))
             else:
-                entries.append(make_entry(row, f))
+                entries.append(entry)
             progress.step(f.path)
         self.index.put(pending)
         self.index.prune(str(root), kind, {str(f.path) for f in found})
@@ -317,6 +319,17 @@ class Library:
             if c.hashes.matches(h):
                 return c
         return None
+
+
+def _entry_or_error(make_entry, row, found: Found):
+    """(entry, None), or (None, one sentence) for a row that holds an error or cannot be turned into an entry
+    (sidecars, cached metadata): whatever goes wrong with one file, the scan lists it as unreadable and goes on."""
+    if row.error:
+        return None, row.error
+    try:
+        return make_entry(row, found), None
+    except Exception as e:
+        return None, one_line(f"{found.path}: cannot be read ({type(e).__name__}: {e})")
 
 
 class _Progress:

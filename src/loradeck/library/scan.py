@@ -24,16 +24,23 @@ from loradeck.library.entries import CheckpointEntry, Hashes, LoraEntry
 from loradeck.library.index import Row
 from loradeck.library.triggers import choose_trigger_words
 from loradeck.library.walk import Found
+from loradeck.lora.validate import check_header
+from loradeck.text import one_line
 
 HashFn = Callable[[Path], FileHashes]
 
 
 def _why(path: Path, e: Exception) -> str:
+    """One line naming the file, whatever the exception (the scan must survive any file: see docs/reliability.md)."""
     if isinstance(e, FormatError):
-        return str(e)
-    if isinstance(e, OSError):
-        return f"{path}: cannot be read ({e.strerror or e})"
-    return f"{path}: {type(e).__name__}: {e}"
+        text = str(e)
+    elif isinstance(e, OSError):
+        text = f"{path}: cannot be read ({e.strerror or e})"
+    elif isinstance(e, RecursionError):
+        text = f"{path}: is nested too deeply to be read"
+    else:
+        text = f"{path}: cannot be read ({type(e).__name__}: {e})"
+    return one_line(text)
 
 
 def lora_row(found: Found, root: Path, hash_fn: HashFn) -> Row:
@@ -44,11 +51,12 @@ def lora_row(found: Found, root: Path, hash_fn: HashFn) -> Row:
         metadata, summary = {}, Summary(format="pickle")
         if path.suffix.lower() == ".safetensors":
             header = read_header(path)
+            check_header(path, header)  # a file the engine would refuse is listed as unreadable, with why
             metadata, summary = header.metadata, summarize_lora(header, path)
         else:
             summary = summarize_pickle_lora(path) or summary
         hashes = hash_fn(path)
-    except (FormatError, OSError, ValueError) as e:
+    except Exception as e:  # any file: a hostile one must not stop the scan
         return replace(base, error=_why(path, e))
     return replace(
         base,
@@ -74,7 +82,7 @@ def checkpoint_row(found: Found, root: Path) -> Row:
             autov1 = autov1_file(path)
         else:
             summary, autov1 = Summary(format="ckpt"), autov1_file(path)
-    except (FormatError, OSError, ValueError) as e:
+    except Exception as e:  # any file: a hostile one must not stop the scan
         return replace(base, error=_why(path, e))
     return replace(base, autov1=autov1, metadata=json.dumps(metadata, ensure_ascii=False), summary=summary.to_json())
 

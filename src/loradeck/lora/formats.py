@@ -17,6 +17,7 @@ import torch
 from loradeck.errors import FormatError
 from loradeck.families import Family
 from loradeck.lora.spec import LoraFile, ModuleSpec
+from loradeck.lora.validate import check_header, check_tensors
 
 KOHYA_PREFIXES = ("lora_unet_", "lora_te1_", "lora_te2_", "lora_te_", "lycoris_", "oft_unet_")
 
@@ -194,8 +195,12 @@ def describe_format(specs: dict[str, ModuleSpec]) -> str:
 
 
 def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> LoraFile:
-    """Build a LoraFile from tensors; raise FormatError for NaN/Inf, missing halves or refused formats."""
+    """Build a LoraFile from tensors; raise FormatError for NaN/Inf, inconsistent shapes or refused formats."""
     groups, unparsed, layout = group_keys(list(tensors))
+    for name, params in groups.items():  # validated before anything reads a shape (family detection does)
+        kind = module_kind(set(params))
+        if kind is not None and kind not in ("glora", "oft"):
+            check_tensors(path, name, kind, {p: tensors[k] for p, k in params.items()})
     shapes = {m: {p: tuple(tensors[k].shape) for p, k in params.items()} for m, params in groups.items()}
     family = detect_lora_family(shapes)
     specs: dict[str, ModuleSpec] = {}
@@ -212,24 +217,10 @@ def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
         spec = ModuleSpec(
             name=name, kind=kind, tensors={p: tensors[k] for p, k in params.items()}, keys=list(params.values())
         )
-        _check_finite(path, spec)
         specs[name] = spec
     if not specs:
         raise FormatError(path, "contains no LoRA module this program recognises")
     return LoraFile(path, metadata, family, describe_format(specs), layout, specs, sorted(unparsed))
-
-
-def _check_finite(path: Path, spec: ModuleSpec) -> None:
-    for param, t in spec.tensors.items():
-        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(torch.stack(t.aminmax())).all()):
-            # min and max propagate NaN and are ±inf when any element is: one cheap reduction per tensor
-            raise FormatError(path, f"tensor {spec.name}.{param} contains NaN or infinite values")
-    if spec.kind == "lora":
-        up, down = spec.tensors["lora_up.weight"], spec.tensors["lora_down.weight"]
-        if up.shape[1] != down.shape[0]:
-            raise FormatError(
-                path, f"module {spec.name} has lora_up rank {up.shape[1]} but lora_down rank {down.shape[0]}"
-            )
 
 
 def load_lora(path: str | Path, device: str | torch.device = "cpu") -> LoraFile:
@@ -244,6 +235,7 @@ def load_lora(path: str | Path, device: str | torch.device = "cpu") -> LoraFile:
     else:
         from loradeck.formats.safetensors_io import load_tensors, read_header
 
-        metadata = read_header(path).metadata
-        tensors = load_tensors(path, device=device)
+        header = read_header(path)
+        check_header(path, header)  # shapes and scalars, before the tensors are read
+        metadata, tensors = header.metadata, load_tensors(path, device=device)
     return parse_state_dict(path, tensors, metadata)

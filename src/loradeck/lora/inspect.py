@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from collections import Counter
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loradeck.families import Family
+from loradeck.formats import json_safe
 from loradeck.formats.safetensors_io import SafetensorsHeader
 from loradeck.lora.formats import detect_lora_family, group_keys, load_lora, module_kind
 from loradeck.lora.keymap import keymap_for_family
@@ -138,12 +138,11 @@ def inspect_lora(path: str | os.PathLike) -> dict:
 
 
 def _top_tags(text: str, n: int = 10) -> list[str]:
-    try:
-        freq = json.loads(text)
-    except json.JSONDecodeError:
-        return []
+    freq = json_safe.loads_or_none(text)  # bounded depth, no NaN/Infinity
     counts: Counter[str] = Counter()
     for tags in freq.values() if isinstance(freq, dict) else []:
         if isinstance(tags, dict):
-            counts.update({str(k).strip(): int(v) for k, v in tags.items() if isinstance(v, int | float)})
+            counts.update(
+                {str(k).strip(): int(v) for k, v in tags.items() if isinstance(v, int | float) and abs(v) < 2**53}
+            )
     return [t for t, _ in counts.most_common(n)]

@@ -11,6 +11,7 @@ from torch import nn
 from loradeck.families import Family
 from loradeck.lora.keymap import KeyMap, ModuleRef
 from loradeck.lora.spec import LoraFile, ModuleSpec
+from loradeck.lora.validate import dora_problem
 
 
 @dataclass
@@ -67,6 +68,10 @@ def shape_problem(spec: ModuleSpec, module: nn.Module) -> str | None:
         else:
             b, rest = t["lokr_w2_a"][0], t["lokr_w2_b"][1]
         ok = a * b == out and c * rest == per_row
+        if ok and "lokr_w2" in t and len(t["lokr_w2"]) != w.dim():
+            ok = len(t["lokr_w2"]) == 2 and w.dim() == 4 and rest % math.prod(w.shape[2:]) == 0  # reshaped to k×k
+        elif ok and w.dim() == 4 and "lokr_w2" not in t and "lokr_t2" not in t:
+            ok = rest % math.prod(w.shape[2:]) == 0
     elif spec.kind == "full":
         ok = math.prod(t["diff"]) == w.numel()
     elif spec.kind == "norm":
@@ -75,7 +80,7 @@ def shape_problem(spec: ModuleSpec, module: nn.Module) -> str | None:
         on_input = "on_input" in spec.tensors and bool(spec.tensors["on_input"].flatten()[0].item())
         ok = math.prod(t["weight"]) == (w.shape[1] if on_input else out)
     if ok and "dora_scale" in t:
-        ok = math.prod(t["dora_scale"]) in (out, w.shape[1] if w.dim() > 1 else out)
+        ok = dora_problem(t["dora_scale"], tuple(w.shape)) is None
     for bias_key in ("diff_b", "b_norm"):
         if ok and bias_key in t:
             bias = getattr(module, "bias", None)

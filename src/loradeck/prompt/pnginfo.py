@@ -89,8 +89,8 @@ def read_infotext(source: str | Path | IO[bytes] | bytes | Image.Image) -> str |
     try:
         with Image.open(source) as image:
             return infotext_of_image(image)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise FormatError(source, f"is not a readable image ({exc})") from None
+    except Exception as exc:  # OSError, SyntaxError, ValueError, Pillow's DecompressionBombError, struct.error...
+        raise FormatError(source, f"is not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 def infotext_of_image(image: Image.Image) -> str | None:

@@ -21,11 +21,16 @@ class Style:
     negative_prompt: str = ""
 
 
+MAX_STYLES_BYTES = 16 * 1024 * 1024  # A1111 style collections are a few hundred KB
+
+
 def read_styles(path: Path) -> dict[str, Style]:
     """The styles of an A1111 ``styles.csv``; an absent file has none. A file without a ``name`` column is an error."""
     if not path.is_file():
         return {}
     try:
+        if path.stat().st_size > MAX_STYLES_BYTES:
+            raise FormatError(path, f"is larger than the {MAX_STYLES_BYTES // 2**20} MB a styles file may be")
         rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise FormatError(path, f"cannot be read as a styles CSV ({exc})") from None

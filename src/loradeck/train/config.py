@@ -7,6 +7,7 @@ kohya ``--config_file`` mostly loads as is.
 
 from __future__ import annotations
 
+import math
 import threading
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -116,8 +117,10 @@ class TrainConfig:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise InvalidRequest(f"{path}: the training config cannot be read ({exc.strerror or exc}).") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidRequest(f"{path}: the training config is not valid TOML ({exc}).") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise InvalidRequest(f"{path}: the training config is not valid TOML ({exc}).") from None
+        if not isinstance(doc.get("train", doc), dict):
+            raise InvalidRequest(f"{path}: [train] in the training config is not a table.")
         doc = doc.get("train", doc)
         return cls.from_dict(doc, source=str(path)).with_(**overrides)
 
@@ -130,7 +133,14 @@ class TrainConfig:
             name = KOHYA_ALIASES.get(name, name)
             if name not in known:
                 raise InvalidRequest(f"{source}: unknown training setting {key!r}.")
-            values[name] = _coerce(name, value)
+            try:
+                values[name] = _coerce(name, value)
+            except (TypeError, ValueError, OverflowError) as exc:  # "abc" for an int, inf, a table for a path
+                raise InvalidRequest(
+                    f"{source}: training setting {key!r} cannot be {str(value)[:60]!r} ({exc})."
+                ) from None
+            if isinstance(values[name], float) and not math.isfinite(values[name]):
+                raise InvalidRequest(f"{source}: training setting {key!r} must be a finite number, not {value}.")
         if "sample_prompts" in values and isinstance(values["sample_prompts"], str):
             values["sample_prompts"] = [values["sample_prompts"]]
         return cls(**values)

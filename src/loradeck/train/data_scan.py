@@ -145,8 +145,11 @@ def subsets_from_toml(path: Path) -> tuple[list[Subset], dict[str, Any], list[Da
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         return [], {}, [DataProblem(path, f"cannot be read ({exc.strerror or exc})")]
-    except tomllib.TOMLDecodeError as exc:
-        return [], {}, [DataProblem(path, f"is not valid TOML ({exc})")]
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        return [], {}, [DataProblem(path, f"is not valid TOML ({type(exc).__name__}: {exc})")]
+    why = toml_layout_problem(doc)
+    if why:
+        return [], {}, [DataProblem(path, why)]
     general = doc.get("general", {})
     datasets = doc.get("datasets", [])
     if not datasets:
@@ -171,16 +174,61 @@ def subsets_from_toml(path: Path) -> tuple[list[Subset], dict[str, Any], list[Da
             if not image_dir.is_absolute():
                 image_dir = path.parent / image_dir
             kwargs = {k: v for k, v in merged.items() if k in subset_keys}
+            bad = next((k for k, v in kwargs.items() if not _subset_value_ok(k, v)), None)
+            if bad:
+                problems.append(DataProblem(path, f"a subset's {bad} = {str(kwargs[bad])[:60]!r} has the wrong type"))
+                continue
             subsets.append(Subset(image_dir, **kwargs))
     if "resolution" in options and isinstance(options["resolution"], list | tuple):
         options["resolution"] = int(options["resolution"][0])
     return subsets, options, problems
 
 
+def toml_layout_problem(doc: dict[str, Any]) -> str | None:
+    """Why a kohya dataset TOML does not have its tables where they belong (None when it does): checked before any
+    value is used, so a hostile file gives one sentence instead of a TypeError deep in the scan."""
+    if not isinstance(doc.get("general", {}), dict):
+        return "[general] is not a table"
+    datasets = doc.get("datasets", [])
+    if not isinstance(datasets, list) or not all(isinstance(d, dict) for d in datasets):
+        return "datasets is not a list of [[datasets]] tables"
+    for ds in datasets:
+        subs = ds.get("subsets", [])
+        if not isinstance(subs, list) or not all(isinstance(x, dict) for x in subs):
+            return "a dataset's subsets is not a list of [[datasets.subsets]] tables"
+        if "image_dir" in ds and not isinstance(ds["image_dir"], str):
+            return "an image_dir is not a string"
+        if any("image_dir" in x and not isinstance(x["image_dir"], str) for x in subs):
+            return "an image_dir is not a string"
+    if "image_dir" in doc.get("general", {}) and not isinstance(doc["general"]["image_dir"], str):
+        return "an image_dir is not a string"
+    reso = doc.get("general", {}).get("resolution", datasets[0].get("resolution") if datasets else None)
+    if isinstance(reso, list | tuple) and (not reso or not isinstance(reso[0], int) or isinstance(reso[0], bool)):
+        return "resolution is not a number or a list of numbers"
+    return None
+
+
+_SUBSET_TYPES = {"num_repeats": int, "keep_tokens": int, "shuffle_caption": bool, "flip_aug": bool, "is_reg": bool}
+
+
+def _subset_value_ok(key: str, value: Any) -> bool:
+    want = _SUBSET_TYPES.get(key, str)
+    if value is None:
+        return key in ("shuffle_caption", "keep_tokens", "flip_aug")
+    if want is int:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1_000_000
+    return isinstance(value, want)
+
+
 # ------------------------------------------------------------------------------------------------ files
+MAX_CAPTION_BYTES = 1024 * 1024
+
+
 def read_caption(path: Path) -> str:
     """First line of a caption file (kohya ignores the rest unless wildcards are on)."""
-    text = path.read_text(encoding="utf-8-sig")
+    with path.open("rb") as f:  # capped: only the first line is used, and a caption is not a megabyte
+        data = f.read(MAX_CAPTION_BYTES)
+    text = data.split(b"\n", 1)[0].decode("utf-8-sig")
     return text.splitlines()[0].strip() if text.strip() else ""
 
 
