@@ -46,6 +46,7 @@ class GenerationRequest:
     save: bool = True
     hires: HiresFix | None = None  # txt2img only
     styles: list[str] = field(default_factory=list)  # A1111 styles from <home>/styles.csv, merged in this order
+    tiling: bool = False  # A1111's Tiling: circular padding in the U-Net and VAE, the picture tiles seamlessly
 
 
 @dataclass

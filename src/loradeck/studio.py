@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from loradeck import __version__
 from loradeck.engine.hires import LATENT_UPSCALERS
+from loradeck.engine.tiling import circular_padding
 from loradeck.errors import Cancelled, InvalidRequest, LoradeckError, ModelLoadError
 from loradeck.families import Family
 from loradeck.requests import GeneratedImage, GenerationRequest, GenerationResult
@@ -176,6 +178,11 @@ class Studio:
                 runner.txt2img.enable_model_cpu_offload()
             return self._model
 
+    def unload_checkpoint(self) -> None:
+        """Drop the loaded model (A1111's unload-checkpoint); the next generation loads it again."""
+        with self._lock:
+            self._model = None
+
     # ------------------------------------------------------------------------------------------------ generate
     def generate(
         self,
@@ -249,18 +256,27 @@ class Studio:
         first = request.seed if request.seed >= 0 else random.randrange(MAX_SEED)
         total = request.batch_size * request.batch_count
         sub = request.variation_seed if request.variation_seed >= 0 else random.randrange(MAX_SEED)
+        hires = plan_hires(
+            request, width, height, self.settings.limits.max_side, warnings, self.settings.home / "models"
+        )
+        demo = None
+        if model.family is Family.DEMO:  # a pixel-space model: draw near its native size, upscale (demo/draw_size.py)
+            from loradeck.demo.draw_size import shrink_for_demo
+
+            hires, demo = shrink_for_demo(width, height, hires, model.runner.c.native_size, warnings)
         return _Prepared(
             request=request,
             model=model,
             plan=plan,
             sampler=sampler,
             schedule=schedule,
-            width=width,
-            height=height,
+            width=demo.drawn[0] if demo else width,
+            height=demo.drawn[1] if demo else height,
             schedules=schedules,
             seeds=[first + i for i in range(total)],
             subseeds=[sub + i for i in range(total)] if request.variation_strength > 0 else None,
-            hires=plan_hires(request, width, height, self.settings.limits.max_side, warnings),
+            hires=hires,
+            demo=demo,
             folder=output_folder(
                 self.settings.outputs_path, "img2img" if request.init_image is not None else "txt2img"
             ),
@@ -271,7 +287,7 @@ class Studio:
         """Batch ``b`` of a job: pictures saved with their infotexts; None when skipped; raises Cancelled."""
         from loradeck.engine.outputs import save_png
 
-        request, model, hires = prep.request, prep.model, prep.hires
+        request, model = prep.request, prep.model
         batch = slice(b * request.batch_size, (b + 1) * request.batch_size)
         seeds = prep.seeds[batch]
         variation = (prep.subseeds[batch], request.variation_strength) if prep.subseeds else None
@@ -289,6 +305,21 @@ class Studio:
             cond_at=prep.schedules.at if prep.schedules.changes else None,
         )
         cond = prep.schedules.at(0)
+        with circular_padding(model.base.unet, model.base.vae, enabled=request.tiling):
+            pictures = self._run_passes(prep, seeds, variation, cond, progress, common)
+        if pictures is None:
+            return None
+        images = []
+        for i, (seed, picture) in enumerate(zip(seeds, pictures, strict=True)):
+            subseed = variation[0][i] if variation else None
+            infotext = self._infotext(prep, seed, subseed)
+            path = save_png(picture, prep.folder, seed, infotext) if request.save else None
+            images.append(GeneratedImage(picture, seed, infotext, path))
+        return images
+
+    def _run_passes(self, prep: _Prepared, seeds, variation, cond, progress, common) -> Any:
+        """The first pass and the hires pass of one batch: pictures, or None when skipped."""
+        request, model, hires = prep.request, prep.model, prep.hires
         pictures = model.runner.run(
             cond,
             seeds,
@@ -304,15 +335,9 @@ class Studio:
         )
         if hires is not None and pictures is not None:
             pictures = hires_pass(model.runner, request, hires, cond, seeds, pictures, progress, common)
-        if pictures is None:
-            return None
-        images = []
-        for i, (seed, picture) in enumerate(zip(seeds, pictures, strict=True)):
-            subseed = variation[0][i] if variation else None
-            infotext = self._infotext(prep, seed, subseed)
-            path = save_png(picture, prep.folder, seed, infotext) if request.save else None
-            images.append(GeneratedImage(picture, seed, infotext, path))
-        return images
+        if prep.demo is not None and pictures is not None:
+            pictures = [p.resize(prep.demo.final, Image.Resampling.LANCZOS) for p in pictures]
+        return pictures
 
     def _keep_latents(self, latents) -> None:
         self._latents = latents  # a reference only; decoded when somebody asks for a preview
@@ -346,8 +371,8 @@ class Studio:
             raise InvalidRequest(f"Denoising strength must be in (0, 1], not {r.denoising_strength}.")
         if r.hires is not None and r.init_image is None:
             hr = r.hires
-            if not 0.0 < hr.denoising_strength <= 1.0:
-                raise InvalidRequest(f"Hires denoising strength must be in (0, 1], not {hr.denoising_strength}.")
+            if not 0.0 <= hr.denoising_strength <= 1.0:  # 0: upscale only, as A1111
+                raise InvalidRequest(f"Hires denoising strength must be in [0, 1], not {hr.denoising_strength}.")
             if not 0 <= hr.steps <= lim.max_steps:
                 raise InvalidRequest(f"Hires steps must be between 0 and {lim.max_steps}, not {hr.steps}.")
 
@@ -378,13 +403,15 @@ class Studio:
             "Schedule type": prep.schedule,
             "CFG scale": request.cfg_scale,
             "Seed": seed,
-            "Size": f"{prep.width}x{prep.height}",
+            "Size": "{}x{}".format(*(prep.demo.asked if prep.demo else (prep.width, prep.height))),
             "Model hash": model.short_hash,
             "Model": model.name,
             "Variation seed": subseed,
             "Variation seed strength": request.variation_strength if subseed is not None else None,
             "Denoising strength": request.denoising_strength if request.init_image is not None else None,
             "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+            "Tiling": True if request.tiling else None,
+            "Demo drawn at": "{}x{}".format(*prep.demo.drawn) if prep.demo else None,
             "RNG": "CPU",
         }
         if hires is not None:
@@ -420,6 +447,7 @@ class _Prepared:
     seeds: list[int]
     subseeds: list[int] | None
     hires: HiresPlan | None
+    demo: Any  # demo.draw_size.DemoDraw: the demo model drew smaller than asked; None otherwise
     folder: Path
     warnings: list[str]
 

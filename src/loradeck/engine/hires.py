@@ -1,8 +1,9 @@
 """A1111's hires fix: upscale the first pass (latents or picture) and redraw it with img2img at the larger size.
 
 Upscalers by their A1111 names: the latent ones interpolate the first pass's latents; "Lanczos" and "Nearest" resize
-the decoded picture. Model upscalers (ESRGAN, 4x-UltraSharp, …) need weights we do not ship: they fall back to
-Lanczos with a warning, and the infotext records what was used.
+the decoded picture; model upscalers (ESRGAN, 4x-UltraSharp, SwinIR, … files under ``<home>/models``) run through
+``engine.upscalers``. A name that is none of these falls back to Lanczos with a warning, and the infotext records
+what was used.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from loradeck.engine.upscalers import PIXEL_UPSCALERS
 
 LATENT_UPSCALERS = {  # name → (interpolation mode, antialias), as A1111's shared.latent_upscale_modes
     "Latent": ("bilinear", False),
@@ -19,7 +22,6 @@ LATENT_UPSCALERS = {  # name → (interpolation mode, antialias), as A1111's sha
     "Latent (nearest)": ("nearest", False),
     "Latent (nearest-exact)": ("nearest-exact", False),
 }
-PIXEL_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
 FALLBACK = "Lanczos"
 
 
@@ -37,10 +39,11 @@ def target_size(width: int, height: int, scale: float, resize_x: int = 0, resize
     return w // 8 * 8, h // 8 * 8
 
 
-def resolve_upscaler(name: str | None) -> tuple[str, str | None]:
-    """(the upscaler that will be used, a warning or None). None → "Latent", A1111's default."""
+def resolve_upscaler(name: str | None, model_names=()) -> tuple[str, str | None]:
+    """(the upscaler that will be used, a warning or None). None → "Latent", A1111's default; ``model_names``:
+    the model upscalers found on disk."""
     name = name or "Latent"
-    if name in LATENT_UPSCALERS or name in PIXEL_UPSCALERS:
+    if name in LATENT_UPSCALERS or name in PIXEL_UPSCALERS or name in model_names:
         return name, None
     return FALLBACK, f"Hires upscaler {name} is not available in loradeck; {FALLBACK} was used instead."
 
@@ -51,5 +54,9 @@ def upscale_latents(latents: torch.Tensor, width: int, height: int, name: str, s
     return F.interpolate(latents.float(), size=size, mode=mode, antialias=antialias).to(latents.dtype)
 
 
-def upscale_picture(picture: Image.Image, width: int, height: int, name: str) -> Image.Image:
-    return picture.resize((width, height), PIXEL_UPSCALERS[name])
+def upscale_picture(picture: Image.Image, width: int, height: int, name: str, models_root=None) -> Image.Image:
+    if name in PIXEL_UPSCALERS or models_root is None:
+        return picture.resize((width, height), PIXEL_UPSCALERS.get(name, PIXEL_UPSCALERS[FALLBACK]))
+    from loradeck.engine.upscalers import upscale
+
+    return upscale(picture, width, height, name, models_root)

@@ -184,15 +184,31 @@ class Runner:
             kwargs |= dict(width=width, height=height)
         if self.c.is_sdxl:
             kwargs |= dict(original_size=(height, width), target_size=(height, width))
+        hooks = _interrupt_hooks(self.c.unet, job)
         try:
             with torch.inference_mode():
                 arrays = pipe(**kwargs).images
         except _Skip:
             job.skipped.clear()
             return None
+        finally:
+            for hook in hooks:
+                hook.remove()
         if output == "latent":
             return arrays
         return [Image.fromarray(np.round(a * 255).clip(0, 255).astype(np.uint8)) for a in arrays]
+
+
+def _interrupt_hooks(unet: Any, job: Job) -> list:
+    """Check the interrupt flag before each block of the U-Net, so an interrupt takes effect inside a step (a step of
+    a large picture can take minutes on a CPU), not only between steps."""
+
+    def check(_module, _args) -> None:
+        if job.interrupted.is_set():
+            raise Cancelled("Generation was interrupted.")
+
+    blocks = [*getattr(unet, "down_blocks", []), getattr(unet, "mid_block", None), *getattr(unet, "up_blocks", [])]
+    return [b.register_forward_pre_hook(check) for b in (unet, *blocks) if b is not None]
 
 
 def _step_embeds(cond: Conditioning, n: int, cfg: bool, current: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

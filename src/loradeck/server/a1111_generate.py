@@ -32,9 +32,14 @@ def state_of(request: Request) -> ServerState:
     return request.app.state.loradeck
 
 
-def to_generation_request(body: Txt2ImgRequest, init_image=None) -> GenerationRequest:
-    """An A1111 request body as the studio's GenerationRequest (fields we cannot honour are ignored)."""
-    overrides = body.override_settings or {}
+def to_generation_request(body: Txt2ImgRequest, init_image=None, options=None) -> GenerationRequest:
+    """An A1111 request body as the studio's GenerationRequest; ``options``: the server's honoured options (defaults
+    for what the body does not set). Fields we cannot honour are refused or answered with a warning
+    (``a1111_fields``)."""
+    from loradeck.server.a1111_fields import check_fields
+
+    check_fields(body)
+    overrides = {**(options or {}), **(body.override_settings or {})}
     try:
         clip_skip = int(overrides.get("CLIP_stop_at_last_layers") or 1)
     except (TypeError, ValueError):
@@ -60,7 +65,15 @@ def to_generation_request(body: Txt2ImgRequest, init_image=None) -> GenerationRe
         save=bool(body.save_images and not body.do_not_save_samples),
         hires=_hires(body) if init_image is None else None,
         styles=list(body.styles or []),
+        tiling=bool(body.tiling if body.tiling is not None else overrides.get("tiling", False)),
     )
+
+
+def honoured_options(state: ServerState) -> dict[str, Any]:
+    from loradeck.server.a1111_options import HONOURED
+
+    with state.lock:
+        return {k: v for k, v in state.options.items() if k in HONOURED and k != "sd_model_checkpoint"}
 
 
 def _hires(body: Txt2ImgRequest) -> HiresFix | None:
@@ -82,6 +95,7 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
     """A1111's ``info`` keys (processing.Processed.js), filled from what the studio did."""
     from loradeck.engine.schedulers import resolve
     from loradeck.prompt.infotext import parse_infotext
+    from loradeck.server.a1111_fields import field_warnings
 
     sampler, schedule = resolve(req.sampler, req.scheduler)
     first = parse_infotext(result.images[0].infotext) if result.images else {}
@@ -104,7 +118,7 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
         "cfg_scale": req.cfg_scale,
         "steps": req.steps,
         "batch_size": req.batch_size,
-        "restore_faces": bool(body.restore_faces),
+        "restore_faces": False,  # there is no face restorer; a request for one gets a warning
         "face_restoration_model": None,
         "sd_model_name": model.name,
         "sd_model_hash": model.hash,
@@ -122,7 +136,7 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
         "is_using_inpainting_conditioning": False,
         "version": f"loradeck {__version__}",
         "interrupted": result.interrupted,
-        "warnings": result.warnings,
+        "warnings": result.warnings + field_warnings(body),
     }
 
 
@@ -149,7 +163,8 @@ async def _generate(state: ServerState, body: Txt2ImgRequest, req: GenerationReq
 
 @router.post("/txt2img", response_model=GenerationResponse)
 async def txt2img(body: Txt2ImgRequest, request: Request) -> GenerationResponse:
-    return await _generate(state_of(request), body, to_generation_request(body), "txt2img")
+    state = state_of(request)
+    return await _generate(state, body, to_generation_request(body, options=honoured_options(state)), "txt2img")
 
 
 @router.post("/img2img", response_model=GenerationResponse)
@@ -163,7 +178,7 @@ async def img2img(body: Img2ImgRequest, request: Request) -> GenerationResponse:
         image = decode_image(body.init_images[0], "init_images[0]")
         return fit_init_image(image, body.width, body.height, body.resize_mode)
 
-    req = to_generation_request(body)
+    req = to_generation_request(body, options=honoured_options(state_of(request)))
     req.width, req.height = body.width, body.height
     from loradeck.server.limits import check_generation
 
