@@ -28,10 +28,9 @@ def serve(
     dtype: Annotated[str | None, typer.Option(help="auto, fp32, fp16 or bf16.")] = None,
 ) -> None:
     """Serve the A1111-compatible API (/sdapi/v1) and loradeck's own (/loradeck/v1)."""
-    import uvicorn
-
     from loradeck.errors import InvalidRequest
     from loradeck.server import create_app, parse_credentials
+    from loradeck.server.shutdown import serve as serve_until_signal
     from loradeck.ui import mount_ui
 
     if listen:
@@ -52,4 +51,5 @@ def serve(
     )
     if host == "0.0.0.0" and not auth:
         console.print("[bold yellow]warning:[/] listening on every interface without authentication (--insecure)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app.state.cmd_flags = {"listen": listen, "port": port, "api_auth_enabled": bool(auth)}  # for /sdapi/v1/cmd-flags
+    serve_until_signal(app, host=host, port=port)  # SIGTERM/Ctrl-C interrupt the running job first
