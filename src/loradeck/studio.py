@@ -320,6 +320,10 @@ class Studio:
     def _run_passes(self, prep: _Prepared, seeds, variation, cond, progress, common) -> Any:
         """The first pass and the hires pass of one batch: pictures, or None when skipped."""
         request, model, hires = prep.request, prep.model, prep.hires
+        if request.inpaint is not None and request.init_image is not None:
+            from loradeck.studio_inpaint import inpaint_pass
+
+            return inpaint_pass(model.runner, request, prep.width, prep.height, cond, seeds, progress, common)
         pictures = model.runner.run(
             cond,
             seeds,
@@ -414,6 +418,10 @@ class Studio:
             "Demo drawn at": "{}x{}".format(*prep.demo.drawn) if prep.demo else None,
             "RNG": "CPU",
         }
+        if request.inpaint is not None and request.init_image is not None:
+            from loradeck.studio_inpaint import inpaint_infotext
+
+            params |= inpaint_infotext(request.inpaint)
         if hires is not None:
             resized = hires.request.resize_x or hires.request.resize_y
             params |= {

@@ -99,6 +99,34 @@ class Runner:
         for pipe in (self.txt2img, self.img2img):
             pipe.set_progress_bar_config(disable=True)
 
+    def _inpainting(self, pipe: Any, inpaint: tuple[Image.Image, int] | None, images: Any, generators: list):
+        """The hooks of an inpainting pass (a no-op context without a mask)."""
+        if inpaint is None or images is None:
+            return _no_hooks()
+        from diffusers import DDPMScheduler
+
+        from loradeck.engine.inpaint import inpaint_hooks, latent_mask
+
+        mask, fill_mode = inpaint
+        vae = self.c.vae
+        scale = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+        with torch.inference_mode():
+            pixels = pipe.image_processor.preprocess(images[0]).to(self.device, vae.dtype)
+            init = vae.encode(pixels).latent_dist.mode().to(self.dtype) * scale
+        redraw = latent_mask(mask, tuple(init.shape[-2:])).to(self.device, self.dtype)
+        noise = torch.stack([torch.randn(init.shape[1:], generator=g) for g in generators])
+        return inpaint_hooks(
+            pipe.unet,
+            vae,
+            init_latents=init,
+            redraw=redraw,
+            alphas_cumprod=DDPMScheduler.from_config(self.c.scheduler_config).alphas_cumprod,
+            prediction=self.c.scheduler_config.get("prediction_type", "epsilon"),
+            fill_mode=fill_mode,
+            noise=noise.to(self.device, self.dtype),
+            scaling_factor=scale,
+        )
+
     def run(
         self,
         cond: Conditioning,
@@ -118,6 +146,7 @@ class Runner:
         cond_at: Callable[[int], Conditioning] | None = None,
         output: str = "pil",
         variation: tuple[list[int], float] | None = None,
+        inpaint: tuple[Image.Image, int] | None = None,
     ) -> list[Image.Image] | torch.Tensor | None:
         """One batch: ``len(seeds)`` images, image i drawn from its own CPU generator seeded ``seeds[i]``.
 
@@ -125,7 +154,8 @@ class Runner:
         (prompt editing); ``cond`` is step 0's. ``init_image`` (img2img) is a picture, one per seed, or latents [n, c, h, w] (the
         hires fix's latent upscale); ``output="latent"`` returns the final latents instead of pictures. Returns None
         when the batch was skipped; raises Cancelled when interrupted. ``variation`` = (subseeds, strength): A1111's
-        variation seeds for the starting noise (txt2img).
+        variation seeds for the starting noise (txt2img). ``inpaint`` = (blurred mask at ``width``×``height``, fill
+        mode): the init picture's latents are kept outside the mask at every step (``engine.inpaint``).
         """
         if width % 8 or height % 8 or width < 8 or height < 8:
             raise InvalidRequest(f"Size {width}x{height} is not possible: width and height must be multiples of 8.")
@@ -186,7 +216,7 @@ class Runner:
             kwargs |= dict(original_size=(height, width), target_size=(height, width))
         hooks = _interrupt_hooks(self.c.unet, job)
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._inpainting(pipe, inpaint, kwargs.get("image"), generators):
                 arrays = pipe(**kwargs).images
         except _Skip:
             job.skipped.clear()
@@ -197,6 +227,12 @@ class Runner:
         if output == "latent":
             return arrays
         return [Image.fromarray(np.round(a * 255).clip(0, 255).astype(np.uint8)) for a in arrays]
+
+
+def _no_hooks():
+    from contextlib import nullcontext
+
+    return nullcontext()
 
 
 def _interrupt_hooks(unet: Any, job: Job) -> list:

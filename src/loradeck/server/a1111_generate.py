@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from loradeck import __version__
 from loradeck.errors import Cancelled, InvalidRequest
 from loradeck.prompt.tags import strip_tags
-from loradeck.requests import GenerationRequest, GenerationResult, HiresFix
+from loradeck.requests import GenerationRequest, GenerationResult, HiresFix, Inpaint
 from loradeck.server.images import decode_image, encode_png, fit_init_image
 from loradeck.server.models import (
     GenerationResponse,
@@ -133,7 +133,7 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
         "styles": body.styles or [],
         "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
         "clip_skip": req.clip_skip,
-        "is_using_inpainting_conditioning": False,
+        "is_using_inpainting_conditioning": False,  # normal checkpoints: latent blending, no mask conditioning
         "version": f"loradeck {__version__}",
         "interrupted": result.interrupted,
         "warnings": result.warnings + field_warnings(body),
@@ -171,12 +171,24 @@ async def txt2img(body: Txt2ImgRequest, request: Request) -> GenerationResponse:
 async def img2img(body: Img2ImgRequest, request: Request) -> GenerationResponse:
     if not body.init_images:
         raise InvalidRequest("img2img needs init_images: a list with at least one base64 picture.")
-    if body.mask:  # a silently unmasked picture would be a wrong answer: say so instead
-        raise InvalidRequest("Inpainting (a mask) is not supported by loradeck yet; send img2img without 'mask'.")
 
     def prepare():
         image = decode_image(body.init_images[0], "init_images[0]")
         return fit_init_image(image, body.width, body.height, body.resize_mode)
+
+    def prepare_mask() -> Inpaint:
+        mask = decode_image(body.mask, "mask")
+        if mask.mode in ("RGBA", "LA") and mask.getchannel("A").getextrema()[0] < 255:
+            mask = mask.getchannel("A")  # A1111: a mask with transparency is painted where opaque
+        mask = fit_init_image(mask.convert("RGB"), body.width, body.height, body.resize_mode).convert("L")
+        return Inpaint(
+            mask=mask,
+            blur=body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x, body.mask_blur_y),
+            fill=body.inpainting_fill,
+            full_res=bool(body.inpaint_full_res),
+            padding=body.inpaint_full_res_padding,
+            invert=bool(body.inpainting_mask_invert),
+        )
 
     req = to_generation_request(body, options=honoured_options(state_of(request)))
     req.width, req.height = body.width, body.height
@@ -184,6 +196,8 @@ async def img2img(body: Img2ImgRequest, request: Request) -> GenerationResponse:
 
     check_generation(req, state_of(request).limits)  # before decoding a picture of a refused size
     req.init_image = await anyio.to_thread.run_sync(prepare)
+    if body.mask:
+        req.inpaint = await anyio.to_thread.run_sync(prepare_mask)
     return await _generate(state_of(request), body, req, "img2img")
 
 
