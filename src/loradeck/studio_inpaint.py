@@ -10,13 +10,11 @@ from loradeck.errors import InvalidRequest
 from loradeck.requests import GenerationRequest, Inpaint
 
 
-def check_inpaint(spec: Inpaint, unet_in_channels: int) -> None:
+def check_inpaint(spec: Inpaint) -> None:
     if spec.fill not in FILLS:
         raise InvalidRequest(f"inpainting_fill must be one of {sorted(FILLS)} ({', '.join(FILLS.values())}).")
     if not 0 <= spec.blur <= 64 or not 0 <= spec.padding <= 256:
         raise InvalidRequest("mask_blur must be 0 to 64 and inpaint_full_res_padding 0 to 256 pixels.")
-    if unet_in_channels == 9:
-        raise InvalidRequest("9-channel inpainting checkpoints are not supported yet; use a normal checkpoint.")
 
 
 def inpaint_pass(
@@ -32,7 +30,7 @@ def inpaint_pass(
     """One batch of an inpainting job: pictures the init picture's size, unchanged outside the (blurred) mask."""
     spec = request.inpaint
     assert spec is not None and request.init_image is not None
-    check_inpaint(spec, int(runner.c.unet.config.in_channels))
+    check_inpaint(spec)
     init = request.init_image.convert("RGB")
     mask = prepare_mask(spec.mask, init.size, spec.invert, spec.blur)
     work = working_init(init, mask, width, height, spec.full_res, spec.padding, spec.fill)

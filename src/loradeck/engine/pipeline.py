@@ -81,6 +81,11 @@ class Runner:
             alphas = DDPMScheduler.from_config(components.scheduler_config).alphas_cumprod
             clip = float(components.scheduler_config.get("clip_sample_range", 1.0))
             unet = X0ClampedUNet(unet, alphas, clip).to(device)
+        self.nine = None
+        if int(components.unet.config.in_channels) == 9:  # an inpainting checkpoint (engine/inpaint_unet.py)
+            from loradeck.engine.inpaint_unet import NineChannelUNet
+
+            unet = self.nine = NineChannelUNet(unet)
         parts = dict(
             vae=components.vae,
             text_encoder=components.text_encoder,
@@ -126,6 +131,19 @@ class Runner:
             noise=noise.to(self.device, self.dtype),
             scaling_factor=scale,
         )
+
+    def _nine_conditioning(self, pipe: Any, width: int, height: int, n: int, inpaint, images) -> torch.Tensor:
+        """A 9-channel model's mask and masked-picture latents for this batch (A1111's, engine/inpaint_unet.py)."""
+        from loradeck.engine.inpaint import latent_mask
+        from loradeck.engine.inpaint_unet import conditioning
+
+        f = self.c.vae_scale_factor
+        hw = (height // f, width // f)
+        if inpaint is None or not isinstance(images, list):  # txt2img, img2img without a mask: redraw everything
+            return conditioning(self.c.vae, None, None, n, hw)
+        with torch.inference_mode():
+            picture = pipe.image_processor.preprocess(images[0])
+        return conditioning(self.c.vae, picture, latent_mask(inpaint[0], hw), n, hw)
 
     def run(
         self,
@@ -202,7 +220,7 @@ class Runner:
             from loradeck.engine.noise import variation_noise
 
             f = self.c.vae_scale_factor
-            shape = (self.c.unet.config.in_channels, height // f, width // f)
+            shape = (self.c.vae.config.latent_channels, height // f, width // f)
             kwargs["latents"] = variation_noise(generators, variation[0], variation[1], shape, self.dtype)
         if isinstance(init_image, torch.Tensor):
             kwargs |= dict(image=init_image.to(self.device, self.dtype), strength=denoising_strength)
@@ -215,6 +233,8 @@ class Runner:
         if self.c.is_sdxl:
             kwargs |= dict(original_size=(height, width), target_size=(height, width))
         hooks = _interrupt_hooks(self.c.unet, job)
+        if self.nine is not None:
+            self.nine.conditioning = self._nine_conditioning(pipe, width, height, n, inpaint, kwargs.get("image"))
         try:
             with torch.inference_mode(), self._inpainting(pipe, inpaint, kwargs.get("image"), generators):
                 arrays = pipe(**kwargs).images
@@ -224,6 +244,8 @@ class Runner:
         finally:
             for hook in hooks:
                 hook.remove()
+            if self.nine is not None:
+                self.nine.conditioning = None
         if output == "latent":
             return arrays
         return [Image.fromarray(np.round(a * 255).clip(0, 255).astype(np.uint8)) for a in arrays]
