@@ -67,3 +67,45 @@ def test_inpainting_on_an_inpainting_model(studio):
     cond_mask = seen[0][0, 4]
     assert torch.equal(cond_mask[:, :4], torch.ones_like(cond_mask[:, :4]))  # latent 8×8: left half redraws
     assert torch.equal(cond_mask[:, 4:], torch.zeros_like(cond_mask[:, 4:]))
+
+
+def test_a_4_channel_lora_on_the_first_conv_is_zero_padded(studio):
+    """A1111 pads a 4-channel LoRA's update of conv_in with zeros for the 5 extra channels."""
+    from loradeck.lora.report import pad_for_inpainting, shape_problem
+    from loradeck.lora.spec import ModuleSpec
+
+    unet = studio.model.base.unet
+    out = unet.conv_in.weight.shape[0]
+    torch.manual_seed(0)
+    down, up = torch.randn(2, 4, 3, 3), torch.randn(out, 2, 1, 1)
+    spec = ModuleSpec("lora_unet_conv_in", "lora", {"lora_down.weight": down, "lora_up.weight": up})
+    assert shape_problem(spec, unet.conv_in) is not None  # as written, it does not fit
+    padded = pad_for_inpainting(spec, unet.conv_in)
+    assert shape_problem(padded, unet.conv_in) is None
+    assert torch.equal(padded.tensors["lora_down.weight"][:, :4], down)
+    assert torch.equal(padded.tensors["lora_down.weight"][:, 4:], torch.zeros(2, 5, 3, 3))
+
+    lora_dir = studio.settings.lora_path
+    lora_dir.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {
+            "lora_unet_conv_in.lora_down.weight": down * 0.3,
+            "lora_unet_conv_in.lora_up.weight": up * 0.3,
+            "lora_unet_conv_in.alpha": torch.tensor(2.0),
+        },
+        str(lora_dir / "conv4.safetensors"),
+    )
+    before = unet.conv_in.weight.detach().clone()
+    seen = []
+    hook = unet.conv_in.register_forward_pre_hook(lambda m, _a: seen.append(m.weight.detach().clone()))
+    try:
+        result = studio.generate(
+            GenerationRequest("a cat <lora:conv4:1>", seed=1, steps=1, width=64, height=64, save=False)
+        )
+    finally:
+        hook.remove()
+    assert not any("conv4" in w for w in result.warnings), result.warnings
+    delta = seen[0] - before
+    expected = (up * 0.3).flatten(1) @ (down * 0.3).flatten(1)
+    torch.testing.assert_close(delta[:, :4].flatten(1), expected, rtol=1e-3, atol=1e-4)
+    assert torch.equal(delta[:, 4:], torch.zeros_like(delta[:, 4:]))
