@@ -191,3 +191,14 @@ def test_extras_and_hires_with_a_model_upscaler(served, esrgan):
     assert np.array_equal(np.asarray(b64_image(hires["images"][0])), np.asarray(reference_upscale(esrgan, first)))
     redrawn = txt2img(url, width=16, height=16, enable_hr=True, hr_scale=4, hr_upscaler="4x-TestRRDB")
     assert "Hires upscaler: 4x-TestRRDB" in redrawn["info"]["infotexts"][0]
+
+
+def test_unload_and_reload_checkpoint(served):
+    url = served["url"] + "/sdapi/v1"
+    studio = served["studio"]
+    assert requests.post(f"{url}/unload-checkpoint").status_code == 200
+    assert studio._model is None  # the memory is given back
+    assert requests.post(f"{url}/reload-checkpoint").status_code == 200
+    assert studio._model is not None and studio._model.title == "demo"
+    for route in ("refresh-embeddings", "refresh-vae", "refresh-checkpoints", "refresh-loras"):
+        assert requests.post(f"{url}/{route}").status_code == 200, route
