@@ -59,6 +59,7 @@ class GenerationRequest:
     hires: HiresFix | None = None  # txt2img only
     styles: list[str] = field(default_factory=list)  # A1111 styles from <home>/styles.csv, merged in this order
     inpaint: Inpaint | None = None  # img2img only: redraw the masked part of init_image
+    noise_multiplier: float = 1.0  # img2img: A1111's initial_noise_multiplier (scales the noise added to init_image)
     tiling: bool = False  # A1111's Tiling: circular padding in the U-Net and VAE, the picture tiles seamlessly
 
 

@@ -333,6 +333,7 @@ class Studio:
             init_image=request.init_image,
             denoising_strength=request.denoising_strength,
             progress=progress,
+            noise_multiplier=request.noise_multiplier,
             output="latent" if hires and hires.upscaler in LATENT_UPSCALERS else "pil",
             variation=variation,
             **common,
@@ -415,6 +416,9 @@ class Studio:
             "Denoising strength": request.denoising_strength if request.init_image is not None else None,
             "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
             "Tiling": True if request.tiling else None,
+            "Noise multiplier": request.noise_multiplier
+            if request.init_image is not None and request.noise_multiplier != 1
+            else None,
             "Demo drawn at": "{}x{}".format(*prep.demo.drawn) if prep.demo else None,
             "RNG": "CPU",
         }

@@ -44,6 +44,7 @@ def inpaint_pass(
         denoising_strength=request.denoising_strength,
         progress=progress,
         inpaint=(work.mask, spec.fill),
+        noise_multiplier=request.noise_multiplier,
         **common,
     )
     if pictures is None:

@@ -127,3 +127,26 @@ def test_only_masked_draws_the_crop_at_full_size(studio, monkeypatch):
     expected = init.crop(box).resize((64, 64), Image.Resampling.LANCZOS)
     assert box == (8, 8, 32, 32)
     assert np.array_equal(np.asarray(seen["image"]), np.asarray(expected))
+
+
+def test_noise_multiplier_scales_the_noise_added_to_the_init_picture(studio):
+    """With multiplier 0 the first U-Net input is the init picture's latents (scaled); with 1 it is noisy."""
+    init, _ = _scene()
+    base = studio.model.base
+    x0 = base.vae.encode(torch.from_numpy(np.asarray(init, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None])
+    x0 = x0.latent_dist.mode().flatten()
+    cosines = {}
+    for m in (0.0, 1.0):
+        seen = []
+        hook = base.unet.register_forward_pre_hook(
+            lambda _m, args, seen=seen: seen.append(args[0][0].detach().flatten())
+        )
+        request = GenerationRequest("x", seed=1, steps=2, width=64, height=64, init_image=init, save=False)
+        request.denoising_strength, request.noise_multiplier = 1.0, m
+        try:
+            result = studio.generate(request)
+        finally:
+            hook.remove()
+        cosines[m] = float(torch.nn.functional.cosine_similarity(seen[0], x0, dim=0))
+        assert ("Noise multiplier: 0.0" in result.images[0].infotext) == (m == 0.0)
+    assert cosines[0.0] > 0.999 and cosines[1.0] < 0.5

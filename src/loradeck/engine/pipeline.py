@@ -165,6 +165,7 @@ class Runner:
         output: str = "pil",
         variation: tuple[list[int], float] | None = None,
         inpaint: tuple[Image.Image, int] | None = None,
+        noise_multiplier: float = 1.0,
     ) -> list[Image.Image] | torch.Tensor | None:
         """One batch: ``len(seeds)`` images, image i drawn from its own CPU generator seeded ``seeds[i]``.
 
@@ -174,6 +175,7 @@ class Runner:
         when the batch was skipped; raises Cancelled when interrupted. ``variation`` = (subseeds, strength): A1111's
         variation seeds for the starting noise (txt2img). ``inpaint`` = (blurred mask at ``width``×``height``, fill
         mode): the init picture's latents are kept outside the mask at every step (``engine.inpaint``).
+        ``noise_multiplier`` scales the noise added to an init picture (A1111's initial_noise_multiplier, img2img).
         """
         if width % 8 or height % 8 or width < 8 or height < 8:
             raise InvalidRequest(f"Size {width}x{height} is not possible: width and height must be multiples of 8.")
@@ -186,6 +188,9 @@ class Runner:
         # CPU generators: the same seed gives the same picture on every machine (A1111's RNG "CPU").
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         scheduler = make_scheduler(self.c.scheduler_config, sampler, schedule, seeds=seeds, sdxl=self.c.is_sdxl)
+        if noise_multiplier != 1.0 and init_image is not None:  # img2img noises the init latents once: scale it
+            add_noise = scheduler.add_noise
+            scheduler.add_noise = lambda x, noise, t: add_noise(x, noise * noise_multiplier, t)
         pipe = self.img2img if init_image is not None else self.txt2img
         pipe.scheduler = scheduler
         total = steps if init_image is None else max(1, int(steps * min(denoising_strength, 1.0)))

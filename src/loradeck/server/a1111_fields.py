@@ -25,7 +25,4 @@ def field_warnings(body: Any) -> list[str]:
     warnings = []
     if getattr(body, "restore_faces", None):
         warnings.append("restore_faces was ignored: loradeck has no face restorer (GET /sdapi/v1/face-restorers).")
-    multiplier = getattr(body, "initial_noise_multiplier", None)
-    if getattr(body, "mask", None) and multiplier not in (None, 1, 1.0):
-        warnings.append(f"initial_noise_multiplier {multiplier} was ignored: loradeck always uses 1.0.")
     return warnings

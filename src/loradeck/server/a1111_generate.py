@@ -196,6 +196,12 @@ async def img2img(body: Img2ImgRequest, request: Request) -> GenerationResponse:
 
     check_generation(req, state_of(request).limits)  # before decoding a picture of a refused size
     req.init_image = await anyio.to_thread.run_sync(prepare)
+    multiplier = body.initial_noise_multiplier
+    if multiplier is None:
+        multiplier = honoured_options(state_of(request)).get("initial_noise_multiplier", 1.0)
+    if not 0.0 <= multiplier <= 1.5:  # A1111's slider range is 0.5-1.5
+        raise InvalidRequest(f"initial_noise_multiplier must be 0 to 1.5, not {multiplier}.")
+    req.noise_multiplier = float(multiplier)
     if body.mask:
         req.inpaint = await anyio.to_thread.run_sync(prepare_mask)
     return await _generate(state_of(request), body, req, "img2img")

@@ -2,8 +2,8 @@
 
 Three kinds of keys, so that no option passes silently:
 
-- **honoured**: they change what loradeck does (``sd_model_checkpoint`` loads that model; ``CLIP_stop_at_last_layers``
-  and ``tiling`` are the defaults of requests that do not set them);
+- **honoured**: they change what loradeck does (``sd_model_checkpoint`` loads that model; ``CLIP_stop_at_last_layers``,
+  ``tiling`` and ``initial_noise_multiplier`` are the defaults of requests that do not set them);
 - **kept**: preferences of A1111's web page (``send_seed``, ``send_size``, ``jpeg_quality``, …) that have no effect on
   the API in A1111 either; stored and read back, so clients that toggle them work;
 - **fixed**: what loradeck always does (``samples_format`` png, ``eta_noise_seed_delta`` 0, ``randn_source`` CPU, …).
@@ -34,7 +34,12 @@ log = logging.getLogger("loradeck.server")
 
 CONFIG_FILE = "config.json"
 
-HONOURED: dict[str, Any] = {"sd_model_checkpoint": DEMO, "CLIP_stop_at_last_layers": 1, "tiling": False}
+HONOURED: dict[str, Any] = {
+    "sd_model_checkpoint": DEMO,
+    "CLIP_stop_at_last_layers": 1,
+    "tiling": False,
+    "initial_noise_multiplier": 1.0,
+}
 
 KEPT: dict[str, Any] = {
     "send_seed": True,
@@ -77,7 +82,6 @@ FIXED: dict[str, Any] = {
     "token_merging_ratio": 0.0,
     "upcast_attn": False,
     "img2img_fix_steps": False,
-    "initial_noise_multiplier": 1.0,
     "inpainting_mask_weight": 1.0,
     "lora_add_hashes_to_infotext": True,
     "add_model_hash_to_info": True,
@@ -207,6 +211,10 @@ def _checked(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= int(value) <= 12:
             raise InvalidRequest(f"Option CLIP_stop_at_last_layers must be a whole number from 1 to 12, not {value!r}.")
         return int(value)
+    if key == "initial_noise_multiplier":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1.5:
+            raise InvalidRequest(f"Option initial_noise_multiplier must be a number from 0 to 1.5, not {value!r}.")
+        return float(value)
     if key == "tiling" and not isinstance(value, bool):
         raise InvalidRequest(f"Option tiling must be true or false, not {value!r}.")
     return value
