@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import shutil
 import threading
 import time
 from urllib.parse import urlsplit
@@ -106,7 +108,7 @@ def test_open_webui_calls(server):
 
 
 # ---------------------------------------------------------------------------------------------------- SillyTavern
-def test_sillytavern_calls(server):
+def test_sillytavern_calls(server, served):
     url, auth = server["url"], server["auth"]
     session = requests.Session()
     session.auth = auth
@@ -130,6 +132,10 @@ def test_sillytavern_calls(server):
     assert answer.status_code == 200, answer.text
     image = Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0])))
     assert image.size == (64, 64)
+    outputs = served["studio"].settings.outputs_path  # SillyTavern asks for save_images: the picture was saved
+    saved = sorted(outputs.rglob("*.png"))
+    assert saved and Image.open(saved[-1]).text["parameters"] == json.loads(answer.json()["info"])["infotexts"][0]
+    shutil.rmtree(outputs)  # other tests check that save_images=false writes nothing
     init, _ = scene()
     edit = {"init_images": [b64(init)], "prompt": "a green circle", "denoising_strength": 0.5, "steps": 4,
             "width": 32, "height": 32, "seed": 9}  # fmt: skip
