@@ -25,6 +25,18 @@ class HiresFix:
 
 
 @dataclass
+class Inpaint:
+    """A1111's inpainting (img2img with a mask, ``loradeck.engine.inpaint``); white in the mask = redraw."""
+
+    mask: Image.Image
+    blur: int = 4  # mask_blur, px
+    fill: int = 1  # inpainting_fill: 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    full_res: bool = False  # inpaint_full_res ("Only masked")
+    padding: int = 32  # inpaint_full_res_padding, px
+    invert: bool = False  # inpainting_mask_invert: redraw what is black
+
+
+@dataclass
 class GenerationRequest:
     prompt: str
     negative_prompt: str = ""
@@ -48,6 +60,9 @@ class GenerationRequest:
     save: bool = True
     hires: HiresFix | None = None  # txt2img only
     styles: list[str] = field(default_factory=list)  # A1111 styles from <home>/styles.csv, merged in this order
+    inpaint: Inpaint | None = None  # img2img only: redraw the masked part of init_image
+    noise_multiplier: float = 1.0  # img2img: A1111's initial_noise_multiplier (scales the noise added to init_image)
+    tiling: bool = False  # A1111's Tiling: circular padding in the U-Net and VAE, the picture tiles seamlessly
 
 
 @dataclass(frozen=True)

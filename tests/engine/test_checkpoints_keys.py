@@ -182,8 +182,14 @@ def test_detect_family_refuses_what_it_cannot_load():
     sd1 = _shapes(to_ldm(build_components("sd15", model_configs("sd15")), Family.SD1))
     inpaint = dict(sd1)
     inpaint["model.diffusion_model.input_blocks.0.0.weight"] = (32, 9, 3, 3)
-    with pytest.raises(ModelLoadError, match="inpainting SD1"):
-        detect_checkpoint_family(inpaint.keys(), inpaint)
+    assert detect_checkpoint_family(inpaint.keys(), inpaint) == (
+        Family.SD1,
+        "epsilon",
+    )  # 9 channels: an inpainting model
+    pix2pix = dict(sd1)
+    pix2pix["model.diffusion_model.input_blocks.0.0.weight"] = (32, 8, 3, 3)
+    with pytest.raises(ModelLoadError, match="instruct-pix2pix SD1"):
+        detect_checkpoint_family(pix2pix.keys(), pix2pix)
     xl = _shapes(to_ldm(build_components("sdxl", model_configs("sdxl")), Family.SDXL))
     refiner = {k.replace("conditioner.embedders.1.", "conditioner.embedders.0."): v for k, v in xl.items()}
     refiner = {k: v for k, v in refiner.items() if not k.startswith("conditioner.embedders.0.transformer.")}

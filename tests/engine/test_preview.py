@@ -1,7 +1,5 @@
 """Live previews: pixel-space latents shown as they are; SD latents through the linear map."""
 
-import threading
-
 import numpy as np
 import torch
 
@@ -24,19 +22,16 @@ def test_sd_latents_use_the_linear_map():
 
 
 def test_studio_preview_while_sampling(tmp_path):
-    from loradeck.engine.pipeline import Job
     from loradeck.services.studio import Studio
 
     studio = Studio(home=tmp_path)
-    seen, job = [], Job()
+    seen = []
 
-    def look(first, step, steps):
-        if step == 3:
+    def look(progress):  # called on the device worker, between steps
+        if progress.step == 3:
             seen.append(studio.current_preview())
 
     request = GenerationRequest("a red circle on a blue background", seed=1, steps=6, save=False)
-    worker = threading.Thread(target=studio.generate, args=(request,), kwargs={"job": job, "on_progress": look})
-    worker.start()
-    worker.join()
+    studio.generate(request, on_progress=look)
     assert seen and seen[0].size == (32, 32)
     assert studio.current_preview() is None  # idle

@@ -10,13 +10,13 @@ import shutil
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from loradeck.requests import GenerationRequest
 from safetensors.numpy import load_file, save_file
 from tests.helpers.fuzz_cases import join, split
 from tests.helpers.loras import write_demo_lora
 from typer.testing import CliRunner
 
 from loradeck.library import Library
+from loradeck.vocab import GenerationRequest
 
 
 def _hostile_folder(lora_dir):
@@ -78,9 +78,8 @@ def test_cli_lora_list_marks_unreadable_files(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory):
     """A hostile home and a clean one, each with the same good LoRA, each behind a TestClient."""
-    from loradeck.studio import Studio
-
     from loradeck.server import create_app
+    from loradeck.services.studio import Studio
 
     hostile, clean = tmp_path_factory.mktemp("hostile"), tmp_path_factory.mktemp("clean")
     good = _hostile_folder(hostile / "models" / "Lora")

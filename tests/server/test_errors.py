@@ -62,7 +62,7 @@ def test_bad_picture_is_422(light):
     assert response.status_code == 422 and "not a readable base64 picture" in response.json()["detail"]
 
 
-def test_inpainting_mask_is_refused_not_ignored(light):
+def test_bad_inpainting_mask_or_fill_is_422(light):
     import base64
     import io
 
@@ -71,9 +71,11 @@ def test_inpainting_mask_is_refused_not_ignored(light):
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), "white").save(buf, format="PNG")
     picture = base64.b64encode(buf.getvalue()).decode()
-    body = {"prompt": "a", "width": 32, "height": 32, "init_images": [picture], "mask": picture}
+    body = {"prompt": "a", "width": 32, "height": 32, "init_images": [picture], "mask": "bm90IGEgcGljdHVyZQ=="}
     response = light.post("/sdapi/v1/img2img", json=body)
-    assert response.status_code == 422 and "Inpainting (a mask) is not supported" in response.json()["detail"]
+    assert response.status_code == 422 and "Mask is not a readable" in response.json()["detail"]
+    response = light.post("/sdapi/v1/img2img", json={**body, "mask": picture, "inpainting_fill": 7, "steps": 1})
+    assert response.status_code == 422 and "inpainting_fill" in response.json()["detail"]
 
 
 def test_broken_model_is_500_and_the_server_keeps_serving(served):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import httpx
 import numpy as np
 import pytest
 
@@ -18,10 +19,9 @@ STEPS = 3
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from fastapi.testclient import TestClient
-
     from loradeck.server import create_app
     from loradeck.services.studio import Studio
+    from tests.server.helpers import running_server
 
     home = tmp_path_factory.mktemp("onequeue")
     lora_dir, models_dir = home / "models" / "Lora", home / "models" / "Stable-diffusion"
@@ -31,7 +31,7 @@ def setup(tmp_path_factory):
     write_variant_checkpoint(models_dir, "variant")
     studio = Studio(home=home)
     app = create_app(studio, fairness=4)
-    with TestClient(app) as client:
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=900) as client:
         yield {"studio": studio, "client": client, "home": home}
 
 

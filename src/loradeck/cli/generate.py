@@ -32,6 +32,18 @@ def generate(
     ] = None,
     init_image: Annotated[Path | None, typer.Option(help="img2img: the starting picture.")] = None,
     denoise: Annotated[float, typer.Option(help="img2img denoising strength.")] = 0.75,
+    mask: Annotated[
+        Path | None, typer.Option(help="Inpainting (with --init-image): white = redraw, black = keep.")
+    ] = None,
+    mask_blur: Annotated[int, typer.Option(help="Inpainting: mask blur in pixels.")] = 4,
+    inpaint_fill: Annotated[
+        str, typer.Option(help='Inpainting: masked content, "fill", "original", "latent noise" or "latent nothing".')
+    ] = "original",
+    only_masked: Annotated[
+        bool, typer.Option("--only-masked", help="Inpainting: draw only the masked area, at full size.")
+    ] = False,
+    only_masked_padding: Annotated[int, typer.Option(help="Inpainting: pixels around the masked area.")] = 32,
+    invert_mask: Annotated[bool, typer.Option("--invert-mask", help="Inpainting: redraw what is black.")] = False,
     variation_seed: Annotated[int, typer.Option(help="Variation seed (A1111's subseed; -1 = random).")] = -1,
     variation_strength: Annotated[
         float, typer.Option(help="How far toward the variation seed's noise (0 = none, 1 = all).")
@@ -106,6 +118,10 @@ def generate(
             hires=HiresFix(hr_scale, hr_upscaler, hr_steps, hr_denoise, sampler=hr_sampler) if hires else None,
             styles=list(style or []),
         )
+    if mask is not None:
+        request.inpaint = _inpaint(mask, mask_blur, inpaint_fill, only_masked, only_masked_padding, invert_mask)
+        if request.init_image is None:
+            raise typer.BadParameter("--mask needs --init-image (the picture to inpaint)")
     result = _run_with_progress(studio, request)
     print_result_notes(result)
     for image in result.images:
@@ -128,6 +144,18 @@ def print_result_notes(result) -> None:
             console.print(plain("error: ", "bold red") + plain(c.line()), soft_wrap=True, highlight=False)
         else:
             console.print(plain(c.line()), highlight=False)
+
+
+def _inpaint(path: Path, blur: int, fill: str, only_masked: bool, padding: int, invert: bool):
+    from PIL import Image
+
+    from loradeck.services.catalog import INPAINT_FILLS as FILLS
+    from loradeck.vocab import Inpaint
+
+    modes = {name: number for number, name in FILLS.items()}
+    if fill not in modes:
+        raise typer.BadParameter(f"--inpaint-fill must be one of {', '.join(modes)}")
+    return Inpaint(Image.open(path), blur, modes[fill], only_masked, padding, invert)
 
 
 def _run_with_progress(studio, request):

@@ -40,10 +40,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the A1111-compatible API (/sdapi/v1) and loradeck's own (/loradeck/v1)."""
-    import uvicorn
-
     from loradeck.errors import InvalidRequest
     from loradeck.server import create_app, parse_credentials
+    from loradeck.server.shutdown import serve as serve_until_signal
     from loradeck.ui import mount_ui
 
     if listen:
@@ -71,4 +70,5 @@ def serve(
     )
     if host == "0.0.0.0" and not auth:
         console.print("[bold yellow]warning:[/] listening on every interface without authentication (--insecure)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app.state.cmd_flags = {"listen": listen, "port": port, "api_auth_enabled": bool(auth)}  # for /sdapi/v1/cmd-flags
+    serve_until_signal(app, host=host, port=port)  # SIGTERM/Ctrl-C interrupt the running job first

@@ -1,18 +1,22 @@
 """A1111's hires fix: upscale the first pass (latents or picture) and redraw it with img2img at the larger size.
 
 Upscalers by their A1111 names: the latent ones interpolate the first pass's latents; "Lanczos" and "Nearest" resize
-the decoded picture. Model upscalers (ESRGAN, 4x-UltraSharp, …) need weights we do not ship: they fall back to
-Lanczos with a warning, and the infotext records what was used.
+the decoded picture; model upscalers (ESRGAN, 4x-UltraSharp, SwinIR, … files under ``<home>/models``) run through
+``engine.upscalers``. A name that is none of these falls back to Lanczos with a warning, and the infotext records
+what was used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from loradeck.engine.upscalers import PIXEL_UPSCALERS
 
 LATENT_UPSCALERS = {  # name → (interpolation mode, antialias), as A1111's shared.latent_upscale_modes
     "Latent": ("bilinear", False),
@@ -22,7 +26,6 @@ LATENT_UPSCALERS = {  # name → (interpolation mode, antialias), as A1111's sha
     "Latent (nearest)": ("nearest", False),
     "Latent (nearest-exact)": ("nearest-exact", False),
 }
-PIXEL_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
 FALLBACK = "Lanczos"
 
 if TYPE_CHECKING:
@@ -43,10 +46,11 @@ def target_size(width: int, height: int, scale: float, resize_x: int = 0, resize
     return w // 8 * 8, h // 8 * 8
 
 
-def resolve_upscaler(name: str | None) -> tuple[str, str | None]:
-    """(the upscaler that will be used, a warning or None). None → "Latent", A1111's default."""
+def resolve_upscaler(name: str | None, model_names=()) -> tuple[str, str | None]:
+    """(the upscaler that will be used, a warning or None). None → "Latent", A1111's default; ``model_names``:
+    the model upscalers found on disk."""
     name = name or "Latent"
-    if name in LATENT_UPSCALERS or name in PIXEL_UPSCALERS:
+    if name in LATENT_UPSCALERS or name in PIXEL_UPSCALERS or name in model_names:
         return name, None
     return FALLBACK, f"Hires upscaler {name} is not available in loradeck; {FALLBACK} was used instead."
 
@@ -57,8 +61,12 @@ def upscale_latents(latents: torch.Tensor, width: int, height: int, name: str, s
     return F.interpolate(latents.float(), size=size, mode=mode, antialias=antialias).to(latents.dtype)
 
 
-def upscale_picture(picture: Image.Image, width: int, height: int, name: str) -> Image.Image:
-    return picture.resize((width, height), PIXEL_UPSCALERS[name])
+def upscale_picture(picture: Image.Image, width: int, height: int, name: str, models_root=None) -> Image.Image:
+    if name in PIXEL_UPSCALERS or models_root is None:
+        return picture.resize((width, height), PIXEL_UPSCALERS.get(name, PIXEL_UPSCALERS[FALLBACK]))
+    from loradeck.engine.upscalers import upscale
+
+    return upscale(picture, width, height, name, models_root)
 
 
 def hires_pass(
@@ -67,6 +75,7 @@ def hires_pass(
     seeds: list[int],
     *,
     upscaler: str,
+    models_root: Path | None,
     width: int,
     height: int,
     steps: int,
@@ -77,15 +86,21 @@ def hires_pass(
 ) -> list[Image.Image] | torch.Tensor | None:
     """Upscale the first pass (latents or pictures) to width x height and redraw it there (img2img, same seeds).
     Progress counts on from the first pass's ``first_steps``; ``run_args`` are the first pass's ``Runner.run``
-    arguments (conditioning, sampler, cfg, job…), with the second pass's sampler where one was chosen."""
+    arguments (conditioning, sampler, cfg, job…), with the second pass's sampler where one was chosen.
+
+    Denoising strength 0 (A1111 accepts it) redraws nothing: the upscaled first pass is the answer."""
     if upscaler in LATENT_UPSCALERS:
         assert isinstance(first, torch.Tensor)
         init: list[Image.Image] | torch.Tensor = upscale_latents(
             first, width, height, upscaler, runner.c.vae_scale_factor
         )
+        if denoising_strength == 0:
+            return _decode(runner, init)
     else:
         assert isinstance(first, list)
-        init = [upscale_picture(p, width, height, upscaler) for p in first]
+        init = [upscale_picture(p, width, height, upscaler, models_root) for p in first]
+        if denoising_strength == 0:
+            return init
 
     def second_progress(step: int, total: int) -> None:
         if progress:
@@ -101,3 +116,12 @@ def hires_pass(
         progress=second_progress,
         **run_args,
     )
+
+
+def _decode(runner: Runner, latents: torch.Tensor) -> list[Image.Image]:
+    """Pictures from latents through the model's VAE, as the pipelines' last step does."""
+    pipe: Any = runner.txt2img
+    with torch.inference_mode():
+        scaled = latents.to(runner.device, runner.dtype) / pipe.vae.config.scaling_factor
+        images = pipe.vae.decode(scaled, return_dict=False)[0]
+    return pipe.image_processor.postprocess(images, output_type="pil")

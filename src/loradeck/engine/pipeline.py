@@ -81,6 +81,11 @@ class Runner:
             alphas = DDPMScheduler.from_config(components.scheduler_config).alphas_cumprod
             clip = float(components.scheduler_config.get("clip_sample_range", 1.0))
             unet = X0ClampedUNet(unet, alphas, clip).to(device)
+        self.nine = None
+        if int(components.unet.config.in_channels) == 9:  # an inpainting checkpoint (engine/inpaint_unet.py)
+            from loradeck.engine.inpaint_unet import NineChannelUNet
+
+            unet = self.nine = NineChannelUNet(unet)
         parts = dict(
             vae=components.vae,
             text_encoder=components.text_encoder,
@@ -98,6 +103,47 @@ class Runner:
             self.img2img = StableDiffusionImg2ImgPipeline(**parts)
         for pipe in (self.txt2img, self.img2img):
             pipe.set_progress_bar_config(disable=True)
+
+    def _inpainting(self, pipe: Any, inpaint: tuple[Image.Image, int] | None, images: Any, generators: list):
+        """The hooks of an inpainting pass (a no-op context without a mask)."""
+        if inpaint is None or images is None:
+            return _no_hooks()
+        from diffusers import DDPMScheduler
+
+        from loradeck.engine.inpaint import inpaint_hooks, latent_mask
+
+        mask, fill_mode = inpaint
+        vae = self.c.vae
+        scale = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+        with torch.inference_mode():
+            pixels = pipe.image_processor.preprocess(images[0]).to(self.device, vae.dtype)
+            init = vae.encode(pixels).latent_dist.mode().to(self.dtype) * scale
+        redraw = latent_mask(mask, tuple(init.shape[-2:])).to(self.device, self.dtype)
+        noise = torch.stack([torch.randn(init.shape[1:], generator=g) for g in generators])
+        return inpaint_hooks(
+            pipe.unet,
+            vae,
+            init_latents=init,
+            redraw=redraw,
+            alphas_cumprod=DDPMScheduler.from_config(self.c.scheduler_config).alphas_cumprod,
+            prediction=self.c.scheduler_config.get("prediction_type", "epsilon"),
+            fill_mode=fill_mode,
+            noise=noise.to(self.device, self.dtype),
+            scaling_factor=scale,
+        )
+
+    def _nine_conditioning(self, pipe: Any, width: int, height: int, n: int, inpaint, images) -> torch.Tensor:
+        """A 9-channel model's mask and masked-picture latents for this batch (A1111's, engine/inpaint_unet.py)."""
+        from loradeck.engine.inpaint import latent_mask
+        from loradeck.engine.inpaint_unet import conditioning
+
+        f = self.c.vae_scale_factor
+        hw = (height // f, width // f)
+        if inpaint is None or not isinstance(images, list):  # txt2img, img2img without a mask: redraw everything
+            return conditioning(self.c.vae, None, None, n, hw)
+        with torch.inference_mode():
+            picture = pipe.image_processor.preprocess(images[0])
+        return conditioning(self.c.vae, picture, latent_mask(inpaint[0], hw), n, hw)
 
     def run(
         self,
@@ -119,6 +165,8 @@ class Runner:
         output: str = "pil",
         variation: tuple[list[int], float] | None = None,
         step_hook: Callable[[int, int], None] | None = None,
+        inpaint: tuple[Image.Image, int] | None = None,
+        noise_multiplier: float = 1.0,
     ) -> list[Image.Image] | torch.Tensor | None:
         """One batch: ``len(seeds)`` images, image i drawn from its own CPU generator seeded ``seeds[i]``.
 
@@ -127,7 +175,9 @@ class Runner:
         hires fix's latent upscale); ``output="latent"`` returns the final latents instead of pictures. Returns None
         when the batch was skipped; raises Cancelled when interrupted. ``variation`` = (subseeds, strength): A1111's
         variation seeds for the starting noise (txt2img). ``step_hook(step, total)`` is called before each sampling
-        step (0-based; scheduled LoRA weights, ``lora/sidecar.py``).
+        step (0-based; scheduled LoRA weights, ``lora/sidecar.py``). ``inpaint`` = (blurred mask at ``width``×``height``,
+        fill mode): the init picture's latents are kept outside the mask at every step (``engine.inpaint``).
+        ``noise_multiplier`` scales the noise added to an init picture (A1111's initial_noise_multiplier, img2img).
         """
         if width % 8 or height % 8 or width < 8 or height < 8:
             raise InvalidRequest(f"Size {width}x{height} is not possible: width and height must be multiples of 8.")
@@ -140,6 +190,9 @@ class Runner:
         # CPU generators: the same seed gives the same picture on every machine (A1111's RNG "CPU").
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         scheduler = make_scheduler(self.c.scheduler_config, sampler, schedule, seeds=seeds, sdxl=self.c.is_sdxl)
+        if noise_multiplier != 1.0 and init_image is not None:  # img2img noises the init latents once: scale it
+            add_noise = scheduler.add_noise
+            scheduler.add_noise = lambda x, noise, t: add_noise(x, noise * noise_multiplier, t)
         pipe = self.img2img if init_image is not None else self.txt2img
         pipe.scheduler = scheduler
         total = steps if init_image is None else max(1, int(steps * min(denoising_strength, 1.0)))
@@ -176,7 +229,7 @@ class Runner:
             from loradeck.engine.noise import variation_noise
 
             f = self.c.vae_scale_factor
-            shape = (self.c.unet.config.in_channels, height // f, width // f)
+            shape = (self.c.vae.config.latent_channels, height // f, width // f)
             kwargs["latents"] = variation_noise(generators, variation[0], variation[1], shape, self.dtype)
         if isinstance(init_image, torch.Tensor):
             kwargs |= dict(image=init_image.to(self.device, self.dtype), strength=denoising_strength)
@@ -190,15 +243,41 @@ class Runner:
             kwargs |= dict(original_size=(height, width), target_size=(height, width))
         if step_hook is not None:
             step_hook(0, total)
+        hooks = _interrupt_hooks(self.c.unet, job)
+        if self.nine is not None:
+            self.nine.conditioning = self._nine_conditioning(pipe, width, height, n, inpaint, kwargs.get("image"))
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._inpainting(pipe, inpaint, kwargs.get("image"), generators):
                 arrays = pipe(**kwargs).images
         except _Skip:
             job.skipped.clear()
             return None
+        finally:
+            for hook in hooks:
+                hook.remove()
+            if self.nine is not None:
+                self.nine.conditioning = None
         if output == "latent":
             return arrays
         return [Image.fromarray(np.round(a * 255).clip(0, 255).astype(np.uint8)) for a in arrays]
+
+
+def _no_hooks():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def _interrupt_hooks(unet: Any, job: Job) -> list:
+    """Check the interrupt flag before each block of the U-Net, so an interrupt takes effect inside a step (a step of
+    a large picture can take minutes on a CPU), not only between steps."""
+
+    def check(_module, _args) -> None:
+        if job.interrupted.is_set():
+            raise Cancelled("Generation was interrupted.")
+
+    blocks = [*getattr(unet, "down_blocks", []), getattr(unet, "mid_block", None), *getattr(unet, "up_blocks", [])]
+    return [b.register_forward_pre_hook(check) for b in (unet, *blocks) if b is not None]
 
 
 def _step_embeds(cond: Conditioning, n: int, cfg: bool, current: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

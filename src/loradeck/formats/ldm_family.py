@@ -80,8 +80,8 @@ def detect_checkpoint_family(
         family = Family.SD1
     else:
         raise ModelLoadError(f"it has a U-Net (context {context}) but no text encoder this program knows")
-    if in_ch != 4:
-        kind = {9: "an inpainting", 8: "an instruct-pix2pix", 5: "a depth"}.get(in_ch, "a non-standard")
+    if in_ch not in (4, 9):  # 9: an inpainting model (latents + mask + masked-picture latents), engine/inpaint_unet
+        kind = {8: "an instruct-pix2pix", 5: "a depth"}.get(in_ch, "a non-standard")
         raise ModelLoadError(
             f"it is {kind} {family.label} model ({in_ch} U-Net input channels), which is not supported"
         )

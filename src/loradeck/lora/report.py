@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from loradeck.families import Family
@@ -91,6 +92,20 @@ def shape_problem(spec: ModuleSpec, module: nn.Module) -> str | None:
     return f"{spec.name} ({shapes}) does not fit weight {list(w.shape)}"
 
 
+def pad_for_inpainting(spec: ModuleSpec, module: nn.Module) -> ModuleSpec:
+    """A 4-channel LoRA on a 9-channel inpainting model's first conv: its down (or full diff) gets zero columns for
+    the 5 extra input channels, so Δ is A1111's zero-padded update (the mask channels keep their weights)."""
+    w = getattr(module, "weight", None)
+    if w is None or w.dim() != 4 or w.shape[1] != 9:
+        return spec
+    key = {"lora": "lora_down.weight", "full": "diff"}.get(spec.kind)
+    t = spec.tensors.get(key) if key else None
+    if t is None or t.dim() != 4 or t.shape[1] != 4:
+        return spec
+    padded = torch.nn.functional.pad(t, (0, 0, 0, 0, 0, 5))
+    return ModuleSpec(spec.name, spec.kind, {**spec.tensors, key: padded}, spec.keys)
+
+
 def match_lora(
     lora: LoraFile, keymap: KeyMap, module_of: Callable[[ModuleRef], nn.Module | None] | None = None
 ) -> tuple[FileReport, list[tuple[ModuleSpec, ModuleRef]]]:
@@ -118,6 +133,8 @@ def match_lora(
             rep.unmatched_modules.append(name)
             rep.unmatched_keys.extend(spec.keys)
             continue
+        if module is not None:
+            spec = pad_for_inpainting(spec, module)
         problem = shape_problem(spec, module) if module is not None else None
         if problem:
             rep.shape_mismatches.append(problem)

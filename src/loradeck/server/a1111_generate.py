@@ -25,7 +25,7 @@ from loradeck.server.service import ServerState
 from loradeck.services.jobs import Job
 from loradeck.services.limits import check_request
 from loradeck.version import __version__
-from loradeck.vocab import GenerationRequest, GenerationResult, HiresFix
+from loradeck.vocab import GenerationRequest, GenerationResult, HiresFix, Inpaint
 
 router = APIRouter(prefix="/sdapi/v1", tags=["A1111"])
 
@@ -34,12 +34,18 @@ def state_of(request: Request) -> ServerState:
     return request.app.state.loradeck
 
 
-def to_generation_request(body: Txt2ImgRequest, init_image=None) -> GenerationRequest:
-    """An A1111 request body as the studio's GenerationRequest (fields we cannot honour are ignored)."""
+def to_generation_request(
+    body: Txt2ImgRequest, init_image=None, options=None, kind: str = "txt2img"
+) -> GenerationRequest:
+    """An A1111 request body as the studio's GenerationRequest; ``options``: the server's honoured options (defaults
+    for what the body does not set). Fields we cannot honour are refused or answered with a warning
+    (``a1111_fields``); names that are paths are refused (``names``)."""
+    from loradeck.server.a1111_fields import check_fields
     from loradeck.server.names import check_generation_names
 
+    check_fields(body, kind)
     check_generation_names(body)  # checkpoints and <lora:…> names: never a path (422)
-    overrides = body.override_settings or {}
+    overrides = {**(options or {}), **(body.override_settings or {})}
     try:
         clip_skip = int(overrides.get("CLIP_stop_at_last_layers") or 1)
     except (TypeError, ValueError):
@@ -65,7 +71,15 @@ def to_generation_request(body: Txt2ImgRequest, init_image=None) -> GenerationRe
         save=bool(body.save_images and not body.do_not_save_samples),
         hires=_hires(body) if init_image is None else None,
         styles=list(body.styles or []),
+        tiling=bool(body.tiling if body.tiling is not None else overrides.get("tiling", False)),
     )
+
+
+def honoured_options(state: ServerState) -> dict[str, Any]:
+    from loradeck.server.a1111_options import HONOURED
+
+    with state.lock:
+        return {k: v for k, v in state.options.items() if k in HONOURED and k != "sd_model_checkpoint"}
 
 
 def _hires(body: Txt2ImgRequest) -> HiresFix | None:
@@ -85,6 +99,8 @@ def _hires(body: Txt2ImgRequest) -> HiresFix | None:
 
 def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationResult) -> dict:
     """A1111's ``info`` keys (processing.Processed.js), filled from what the studio did."""
+    from loradeck.server.a1111_fields import field_warnings
+
     extra = {"Schedule type": result.schedule} | ({"Lora hashes": result.lora_hashes} if result.lora_hashes else {})
     seeds = result.seeds or [req.seed]
     total = len(seeds)
@@ -104,7 +120,7 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
         "cfg_scale": req.cfg_scale,
         "steps": req.steps,
         "batch_size": req.batch_size,
-        "restore_faces": bool(body.restore_faces),
+        "restore_faces": False,  # there is no face restorer; a request for one gets a warning
         "face_restoration_model": None,
         "sd_model_name": result.model_name,
         "sd_model_hash": result.model_hash,
@@ -119,10 +135,10 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
         "styles": body.styles or [],
         "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
         "clip_skip": req.clip_skip,
-        "is_using_inpainting_conditioning": False,
+        "is_using_inpainting_conditioning": False,  # normal checkpoints: latent blending, no mask conditioning
         "version": f"loradeck {__version__}",
         "interrupted": result.interrupted,
-        "warnings": result.warnings,
+        "warnings": result.warnings + field_warnings(body),
         "lora_coverage": [c.to_dict() for c in result.lora_coverage],  # loradeck's: per LoRA, matched/targeted
     }
 
@@ -147,26 +163,48 @@ async def _generate(state: ServerState, body: Txt2ImgRequest, req: GenerationReq
 
 @router.post("/txt2img", response_model=GenerationResponse)
 async def txt2img(body: Txt2ImgRequest, request: Request) -> GenerationResponse:
+    state = state_of(request)
+    req = to_generation_request(body, options=honoured_options(state))
     if is_xyz(body):
-        return await run_a1111_grid(state_of(request), body, to_generation_request(body))
-    return await _generate(state_of(request), body, to_generation_request(body))
+        return await run_a1111_grid(state, body, req)
+    return await _generate(state, body, req)
 
 
 @router.post("/img2img", response_model=GenerationResponse)
 async def img2img(body: Img2ImgRequest, request: Request) -> GenerationResponse:
     if not body.init_images:
         raise InvalidRequest("img2img needs init_images: a list with at least one base64 picture.")
-    if body.mask:  # a silently unmasked picture would be a wrong answer: say so instead
-        raise InvalidRequest("Inpainting (a mask) is not supported by loradeck yet; send img2img without 'mask'.")
 
     def prepare():
         image = decode_image(body.init_images[0], "init_images[0]")
         return fit_init_image(image, body.width, body.height, body.resize_mode)
 
-    req = to_generation_request(body)
+    def prepare_mask() -> Inpaint:
+        mask = decode_image(body.mask, "mask")
+        if mask.mode in ("RGBA", "LA") and mask.getchannel("A").getextrema()[0] < 255:
+            mask = mask.getchannel("A")  # A1111: a mask with transparency is painted where opaque
+        mask = fit_init_image(mask.convert("RGB"), body.width, body.height, body.resize_mode).convert("L")
+        return Inpaint(
+            mask=mask,
+            blur=body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x, body.mask_blur_y),
+            fill=body.inpainting_fill,
+            full_res=bool(body.inpaint_full_res),
+            padding=body.inpaint_full_res_padding,
+            invert=bool(body.inpainting_mask_invert),
+        )
+
+    req = to_generation_request(body, options=honoured_options(state_of(request)), kind="img2img")
     req.width, req.height = body.width, body.height
     check_request(req, state_of(request).limits)  # before decoding a picture of a refused size
     req.init_image = await anyio.to_thread.run_sync(prepare)
+    multiplier = body.initial_noise_multiplier
+    if multiplier is None:
+        multiplier = honoured_options(state_of(request)).get("initial_noise_multiplier", 1.0)
+    if not 0.0 <= multiplier <= 1.5:  # A1111's slider range is 0.5-1.5
+        raise InvalidRequest(f"initial_noise_multiplier must be 0 to 1.5, not {multiplier}.")
+    req.noise_multiplier = float(multiplier)
+    if body.mask:
+        req.inpaint = await anyio.to_thread.run_sync(prepare_mask)
     return await _generate(state_of(request), body, req)
 
 

@@ -1,13 +1,11 @@
-"""``/sdapi/v1`` routes about models and settings: options, sd-models, samplers, schedulers, loras, refresh-*,
-png-info, memory (A1111 shapes)."""
+"""``/sdapi/v1`` routes about models: sd-models, samplers, schedulers, loras, refresh-*, png-info, memory (A1111
+shapes). Options live in ``a1111_options``, the other listings in ``a1111_lists``."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request
 
 from loradeck.server.images import decode_image
@@ -30,51 +28,7 @@ def state_of(request: Request) -> ServerState:
     return request.app.state.loradeck
 
 
-# ---------------------------------------------------------------------------------------------------- options
-@router.get("/options")
-def get_options(request: Request) -> dict[str, Any]:
-    state = state_of(request)
-    settings = state.studio.settings
-    return {
-        "samples_save": True,
-        "samples_format": "png",
-        "outdir_samples": "",
-        "outdir_txt2img_samples": str(settings.outputs_path / "txt2img-images"),
-        "outdir_img2img_samples": str(settings.outputs_path / "img2img-images"),
-        "enable_pnginfo": True,
-        "CLIP_stop_at_last_layers": 1,
-        "lora_add_hashes_to_infotext": True,
-        "lora_preferred_name": "Alias from file",
-        "sd_lora": "None",
-        **state.options,
-        "sd_model_checkpoint": state.checkpoint,
-        "sd_checkpoint_hash": _checkpoint_sha(state),
-    }
-
-
-@router.post("/options")
-async def set_options(body: dict[str, Any], request: Request) -> None:
-    """Store the options; ``sd_model_checkpoint`` loads that model by its library name (404 unknown, 422 for a path,
-    500 when it cannot load)."""
-    from loradeck.server.json_numbers import check_numbers
-
-    check_numbers(body)  # options are echoed back by GET: a NaN kept here would break every later answer
-    state = state_of(request)
-    name = body.get("sd_model_checkpoint")
-    if name and name != state.checkpoint:
-        title = await anyio.to_thread.run_sync(state.checkpoint_title, str(name))  # 422 for a path, 404 unknown
-        job = state.studio.switch_checkpoint(title)
-        await asyncio.wrap_future(job.future)
-    with state.lock:
-        state.options.update({k: v for k, v in body.items() if k not in ("sd_model_checkpoint", "sd_checkpoint_hash")})
-    return None
-
-
-def _checkpoint_sha(state: ServerState) -> str | None:
-    if state.checkpoint == DEMO:
-        return None
-    entry = next((c for c in state.studio.library.checkpoints() if c.title == state.checkpoint), None)
-    return entry.sha256 if entry else None
+# options: server/a1111_options.py
 
 
 # ---------------------------------------------------------------------------------------------------- models

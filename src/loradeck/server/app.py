@@ -46,8 +46,11 @@ def create_app(
     """The API app over ``studio``. ``auth`` = {user: password} turns on HTTP Basic for every route; ``limits``,
     ``affinity`` and ``fairness`` (how many later jobs may overtake a waiting one) change the studio's settings."""
     from loradeck.server import (
+        a1111_extras,
         a1111_generate,
         a1111_info,
+        a1111_lists,
+        a1111_options,
         civitai_routes,
         grid_routes,
         loradeck_routes,
@@ -77,7 +80,9 @@ def create_app(
     app = FastAPI(title="loradeck", version=__version__, lifespan=lifespan)
     app.state.studio = studio
     app.state.loradeck = state
-    for module in (a1111_generate, a1111_info, loradeck_routes, civitai_routes, train_routes, grid_routes):
+    a1111_options.restore(state)  # <home>/config.json: options set before a restart
+    modules = (a1111_generate, a1111_info, a1111_options, a1111_lists, a1111_extras)
+    for module in (*modules, loradeck_routes, civitai_routes, train_routes, grid_routes):
         app.include_router(module.router)
     _add_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=studio.settings.limits.max_body_mb * 1_000_000)

@@ -4,8 +4,7 @@ The hires fix is honoured (``enable_hr``, ``hr_scale``, ``hr_upscaler``, ``hr_se
 ``denoising_strength``, ``hr_sampler_name``), and so are variation seeds (``subseed``, ``subseed_strength``) and
 ``styles`` (from ``<home>/styles.csv``). Fields we accept but do not act on (a hires prompt or checkpoint,
 scripts…) are kept so that clients which send them are not refused; their values are echoed back in
-``parameters`` like A1111 does. An inpainting ``mask`` is refused
-(422): drawing the picture unmasked would be a wrong answer.
+``parameters`` like A1111 does. An inpainting ``mask`` is honoured (``engine.inpaint``).
 """
 
 from __future__ import annotations

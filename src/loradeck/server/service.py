@@ -9,7 +9,7 @@ from typing import Any
 
 from loradeck.demo.paths import DEMO
 from loradeck.errors import CheckpointNotFound, ModelLoadError
-from loradeck.services.jobs import JobQueue
+from loradeck.services.jobs import Job, JobQueue
 from loradeck.services.studio import Studio
 from loradeck.settings import Limits
 
@@ -25,6 +25,10 @@ class ServerState:
     @property
     def limits(self) -> Limits:
         return self.studio.settings.limits
+
+    def switch_checkpoint(self, name: str) -> Job:
+        """Queue the load of a checkpoint named over the network (422 for a path, 404 for an unknown name now)."""
+        return self.studio.switch_checkpoint(self.checkpoint_title(name))
 
     def checkpoint_title(self, name: str | None) -> str:
         """A checkpoint name from the network as a library title ("demo" for the embedded model): PathNotAllowed (422)

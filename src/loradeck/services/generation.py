@@ -16,12 +16,14 @@ from PIL import Image
 from loradeck.engine.conditioning import PromptSchedules, encode_prompts
 from loradeck.engine.hires import LATENT_UPSCALERS, hires_pass
 from loradeck.engine.outputs import output_folder, save_png
+from loradeck.engine.tiling import circular_padding
 from loradeck.errors import Cancelled, LoradeckError
 from loradeck.lora import LoraFile, StackEntry
 from loradeck.lora.coverage import coverage_of
 from loradeck.lora.sidecar import LoraSidecar, ScheduledLora
 from loradeck.prompt.editing import prompt_schedule
 from loradeck.prompt.infotext import format_infotext
+from loradeck.services.inpaint import inpaint_infotext, inpaint_pass
 from loradeck.services.models import LoadedModel
 from loradeck.services.plan import GenerationPlan
 from loradeck.version import __version__
@@ -129,7 +131,7 @@ def _draw_batch(
     sidecar: LoraSidecar | None,
 ) -> list[GeneratedImage] | None:
     """Batch ``b`` of the plan: pictures saved with their infotexts; None when skipped; raises Cancelled."""
-    request, hires = plan.request, plan.hires
+    request = plan.request
     batch = slice(b * request.batch_size, (b + 1) * request.batch_size)
     seeds = list(plan.seeds[batch])
     subseeds = list(plan.subseeds[batch]) if plan.subseeds else None
@@ -150,34 +152,8 @@ def _draw_batch(
         cond_at=schedules.at if schedules.changes else None,
         step_hook=sidecar.set_step if sidecar is not None else None,
     )
-    pictures = model.runner.run(
-        seeds=seeds,
-        steps=request.steps,
-        width=plan.width,
-        height=plan.height,
-        init_image=request.init_image,
-        denoising_strength=request.denoising_strength,
-        progress=progress,
-        output="latent" if hires and hires.upscaler in LATENT_UPSCALERS else "pil",
-        variation=variation,
-        **common,
-    )
-    if hires is not None and pictures is not None:
-        if hires.sampler is not None:
-            common |= dict(sampler=hires.sampler[0], schedule=hires.sampler[1])
-        pictures = hires_pass(
-            model.runner,
-            pictures,
-            seeds,
-            upscaler=hires.upscaler,
-            width=hires.width,
-            height=hires.height,
-            steps=hires.steps,
-            denoising_strength=hires.denoising_strength,
-            first_steps=request.steps,
-            progress=progress,
-            **common,
-        )
+    with circular_padding(model.base.unet, model.base.vae, enabled=request.tiling):
+        pictures = _passes(plan, model, seeds, variation, progress, common)
     if pictures is None:
         return None
     assert isinstance(pictures, list)
@@ -189,6 +165,56 @@ def _draw_batch(
     return images
 
 
+def _passes(
+    plan: GenerationPlan,
+    model: LoadedModel,
+    seeds: list[int],
+    variation: tuple[list[int], float] | None,
+    progress: Callable[[int, int], None],
+    common: dict[str, Any],
+) -> list[Image.Image] | None:
+    """The first pass and the hires pass (or the inpainting pass) of one batch: pictures, or None when skipped."""
+    request, hires = plan.request, plan.hires
+    if request.inpaint is not None and request.init_image is not None:
+        return inpaint_pass(model.runner, request, plan.width, plan.height, seeds, progress, common)
+    pictures = model.runner.run(
+        seeds=seeds,
+        steps=request.steps,
+        width=plan.width,
+        height=plan.height,
+        init_image=request.init_image,
+        denoising_strength=request.denoising_strength,
+        progress=progress,
+        noise_multiplier=request.noise_multiplier,
+        output="latent" if hires and hires.upscaler in LATENT_UPSCALERS else "pil",
+        variation=variation,
+        **common,
+    )
+    if hires is not None and pictures is not None:
+        if hires.sampler is not None:
+            common = common | dict(sampler=hires.sampler[0], schedule=hires.sampler[1])
+        pictures = hires_pass(
+            model.runner,
+            pictures,
+            seeds,
+            upscaler=hires.upscaler,
+            models_root=hires.models_root,
+            width=hires.width,
+            height=hires.height,
+            steps=hires.steps,
+            denoising_strength=hires.denoising_strength,
+            first_steps=request.steps,
+            progress=progress,
+            **common,
+        )
+    if pictures is None:
+        return None
+    assert isinstance(pictures, list)
+    if plan.demo is not None:
+        pictures = [p.resize(plan.demo.final, Image.Resampling.LANCZOS) for p in pictures]
+    return pictures
+
+
 def infotext_for(plan: GenerationPlan, model: LoadedModel, seed: int, subseed: int | None) -> str:
     """A1111's parameters text of one picture of the plan."""
     request, hires = plan.request, plan.hires
@@ -198,15 +224,22 @@ def infotext_for(plan: GenerationPlan, model: LoadedModel, seed: int, subseed: i
         "Schedule type": plan.schedule,
         "CFG scale": request.cfg_scale,
         "Seed": seed,
-        "Size": f"{plan.width}x{plan.height}",
+        "Size": "{}x{}".format(*(plan.demo.asked if plan.demo else (plan.width, plan.height))),
         "Model hash": model.short_hash,
         "Model": model.name,
         "Variation seed": subseed,
         "Variation seed strength": request.variation_strength if subseed is not None else None,
         "Denoising strength": request.denoising_strength if request.init_image is not None else None,
         "Clip skip": request.clip_skip if request.clip_skip > 1 else None,
+        "Tiling": True if request.tiling else None,
+        "Noise multiplier": request.noise_multiplier
+        if request.init_image is not None and request.noise_multiplier != 1
+        else None,
+        "Demo drawn at": "{}x{}".format(*plan.demo.drawn) if plan.demo else None,
         "RNG": "CPU",
     }
+    if request.inpaint is not None and request.init_image is not None:
+        params |= inpaint_infotext(request.inpaint)
     if hires is not None:
         resized = hires.request.resize_x or hires.request.resize_y
         params |= {

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loradeck.demo.draw_size import DemoDraw, shrink_for_demo
 from loradeck.engine.hires import resolve_upscaler, target_size
 from loradeck.engine.schedulers import resolve_sampler_schedule
+from loradeck.engine.upscalers import find_model_upscalers as model_upscalers
 from loradeck.errors import LoradeckError
 from loradeck.families import Family
 from loradeck.library.triggers import add_trigger_words, missing_trigger_words, trigger_warning
@@ -23,6 +25,7 @@ from loradeck.lora.block_weights import BlockWeights, load_presets
 from loradeck.lora.block_weights import resolve as resolve_block_weights
 from loradeck.prompt.styles import apply_styles, read_styles
 from loradeck.prompt.tags import LoraTag, normalize_weights, parse_prompt, rewrite_tag_weights
+from loradeck.services.inpaint import check_inpaint
 from loradeck.services.limits import check_hires_size, check_request
 from loradeck.settings import Settings
 from loradeck.vocab import GenerationRequest, HiresFix
@@ -74,6 +77,7 @@ class HiresPlan:
     denoising_strength: float
     request: HiresFix  # what was asked (what the infotext records)
     sampler: tuple[str, str] | None = None  # (sampler, schedule) of the second pass; None: the first pass's
+    models_root: Path | None = None  # <home>/models, where model upscalers (ESRGAN, …) live
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class GenerationPlan:
     subseeds: tuple[int, ...] | None
     hires: HiresPlan | None
     warnings: tuple[str, ...] = field(default=())
+    demo: DemoDraw | None = None  # the demo model draws smaller than asked and upscales (demo/draw_size.py)
     not_applied: tuple[tuple[str, str], ...] = ()  # (LoRA name, why it is left out): unknown, other family
 
     @property
@@ -145,12 +150,19 @@ def plan_generation(
     negative = parse_prompt(request.negative_prompt, negative=True)
     warnings += negative.warnings
 
+    if request.inpaint is not None and request.init_image is not None:
+        check_inpaint(request.inpaint)
     width = request.width or checkpoint.native_size
     height = request.height or checkpoint.native_size
     total = request.batch_size * request.batch_count
     seeds = tuple(request.seed + i for i in range(total))
     subseeds = tuple(request.variation_seed + i for i in range(total)) if request.variation_strength > 0 else None
     hires = _plan_hires(request, width, height, settings, warnings)
+    demo = None
+    if checkpoint.family is Family.DEMO:  # a pixel-space model: draw near its native size, upscale (draw_size.py)
+        hires, demo = shrink_for_demo(width, height, hires, checkpoint.native_size, warnings)
+        if demo is not None:
+            width, height = demo.drawn
     return GenerationPlan(
         request=request,
         checkpoint=checkpoint,
@@ -167,6 +179,7 @@ def plan_generation(
         hires=hires,
         warnings=tuple(warnings),
         not_applied=tuple(not_applied.items()),
+        demo=demo,
     )
 
 
@@ -208,7 +221,8 @@ def _plan_hires(
     hr = request.hires
     if hr is None or request.init_image is not None:
         return None
-    upscaler, warning = resolve_upscaler(hr.upscaler)
+    models_root = settings.home / "models"
+    upscaler, warning = resolve_upscaler(hr.upscaler, model_upscalers(models_root))
     if warning:
         warnings.append(warning)
     tw, th = target_size(width, height, hr.scale, hr.resize_x, hr.resize_y)
@@ -216,4 +230,4 @@ def _plan_hires(
     sampler = None
     if hr.sampler or hr.scheduler:  # A1111's "Hires sampler"; an unset one means the first pass's
         sampler = resolve_sampler_schedule(hr.sampler or request.sampler, hr.scheduler or request.scheduler)
-    return HiresPlan(upscaler, tw, th, hr.steps or request.steps, hr.denoising_strength, hr, sampler)
+    return HiresPlan(upscaler, tw, th, hr.steps or request.steps, hr.denoising_strength, hr, sampler, models_root)

@@ -234,6 +234,26 @@ class Studio:
         result: GenerationResult = self.wait(self.submit_generation(request, on_progress=on_progress))
         return result
 
+    def unload_checkpoint(self) -> None:
+        """Drop the loaded model (A1111's unload-checkpoint); the next job loads it again. Call from a job."""
+        self._model = None
+
+    def submit_unload(self) -> Job:
+        return self._submit(self.queue, lambda _job: self.unload_checkpoint(), kind="load", label="unload")
+
+    def submit_extras(self, pictures: list[Image.Image], options: Any) -> Job:
+        """A1111's extras upscale of ``pictures`` (``options``: upscaler_1/2, resize mode and sizes) on the device
+        queue; ``result()`` is the list of upscaled pictures."""
+        from loradeck.services.extras import upscale_one
+
+        root = self.settings.home / "models"
+        max_side = self.settings.limits.max_side * 2  # an upscale may go past the generation limit, within reason
+
+        def work(_job: Job) -> list[Image.Image]:
+            return [upscale_one(p, options, root, max_side) for p in pictures]
+
+        return self._submit(self.queue, work, kind="extras", label=f"extras {options.upscaler_1}")
+
     # ------------------------------------------------------------------------------------------------ grids
     def plan_grid(self, request: GridRequest) -> list[GenerationPlan]:
         """Every cell planned (and so checked) now: a bad value fails the grid before anything runs."""
