@@ -103,7 +103,7 @@ def pad_for_inpainting(spec: ModuleSpec, module: nn.Module) -> ModuleSpec:
     if t is None or t.dim() != 4 or t.shape[1] != 4:
         return spec
     padded = torch.nn.functional.pad(t, (0, 0, 0, 0, 0, 5))
-    return ModuleSpec(spec.name, spec.kind, {**spec.tensors, key: padded}, spec.keys)
+    return ModuleSpec(spec.name, spec.kind, {**spec.tensors, str(key): padded}, spec.keys)
 
 
 def match_lora(

@@ -127,9 +127,9 @@ def _path_output(module: nn.Module, p: _Path, x: torch.Tensor) -> torch.Tensor:
     if isinstance(module, nn.Conv2d):
         stride, padding, dilation = module.stride, module.padding, module.dilation
         if p.delta is not None:
-            return F.conv2d(x, p.delta, None, stride, padding, dilation)  # type: ignore[arg-type]
+            return F.conv2d(x, p.delta, None, stride, padding, dilation)
         assert p.down is not None and p.up is not None
-        return F.conv2d(F.conv2d(x, p.down, None, stride, padding, dilation), p.up)  # type: ignore[arg-type]
+        return F.conv2d(F.conv2d(x, p.down, None, stride, padding, dilation), p.up)
     if p.delta is not None:
         return F.linear(x, p.delta)
     assert p.down is not None and p.up is not None

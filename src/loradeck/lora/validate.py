@@ -132,7 +132,7 @@ def _loha_problem(s: dict[str, tuple[int, ...]]) -> str | None:
         if t is None:
             if a[1] != b[0]:
                 return f"hada_w{i}_a rank {a[1]} but hada_w{i}_b rank {b[0]}"
-            products.append((a[0], b[1]))
+            products.append((a[0], b[1], 1, 1))
         else:
             if (t[0], t[1]) != (a[0], b[0]):
                 return f"hada_t{i} {list(t)} does not join hada_w{i}_a {list(a)} and hada_w{i}_b {list(b)}"
@@ -206,7 +206,7 @@ def check_header(path: str | os.PathLike, header) -> None:
         if kind is None or kind in ("glora", "oft"):
             continue  # not merged: parse_state_dict reports or refuses them
         infos = {p: header.tensors[k] for p, k in keys.items()}
-        check_module(path, module, kind, {p: param_of_header(i.dtype, i.shape) for p, i in infos.items()})
+        check_module(Path(path), module, kind, {p: param_of_header(i.dtype, i.shape) for p, i in infos.items()})
         scalars += [(f"{module}.{p}", keys[p]) for p in SCALARS if p in keys]
     if scalars:
         with open(path, "rb") as f:

@@ -55,7 +55,8 @@ def run_plan(
         warnings += list(report.warnings)
         coverage = coverage_of(report, not_applied)
         # scheduled LoRAs: their U-Net part runs beside the merged weights, for this job only (lora/sidecar.py)
-        sidecar = LoraSidecar(model.base.unet, model.patcher.keymap, scheduled) if scheduled else None
+        unet: Any = model.base.unet
+        sidecar = LoraSidecar(unet, model.patcher.keymap, scheduled) if scheduled else None
         request = plan.request
         schedules = PromptSchedules(
             lambda pos, neg: encode_prompts(model.base, pos, neg, clip_skip=request.clip_skip),
@@ -152,7 +153,8 @@ def _draw_batch(
         cond_at=schedules.at if schedules.changes else None,
         step_hook=sidecar.set_step if sidecar is not None else None,
     )
-    with circular_padding(model.base.unet, model.base.vae, enabled=request.tiling):
+    parts: list[Any] = [model.base.unet, model.base.vae]
+    with circular_padding(*parts, enabled=request.tiling):
         pictures = _passes(plan, model, seeds, variation, progress, common)
     if pictures is None:
         return None

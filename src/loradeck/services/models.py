@@ -77,7 +77,7 @@ def load_model(source: ModelSource, settings: Settings) -> LoadedModel:
     encoders: dict[str, torch.nn.Module] = {"te1": base.text_encoder} | (
         {"te2": base.text_encoder_2} if base.text_encoder_2 else {}
     )
-    unet: torch.nn.Module = base.unet
+    unet: Any = base.unet  # diffusers' models are torch Modules; their stubs do not say so
     modules: dict[str, torch.nn.Module] = {"unet": unet, **encoders}
     patcher = LoraPatcher(
         modules,
