@@ -8,7 +8,8 @@ from diffusers import StableDiffusionPipeline
 from loradeck.demo.paths import demo_model_dir
 from loradeck.engine.conditioning import Conditioning
 from loradeck.engine.pipeline import Components, Job, Runner
-from loradeck.engine.schedulers import SAMPLERS, resolve
+from loradeck.engine.schedulers import SAMPLERS
+from loradeck.engine.schedulers import resolve_sampler_schedule as resolve
 from loradeck.errors import Cancelled, InvalidRequest
 
 
