@@ -91,6 +91,45 @@ def _shape_from_tensors(spec: ModuleSpec) -> tuple[int, ...] | None:
     return None
 
 
+def _flat_dims(spec: ModuleSpec) -> tuple[int, int] | None:
+    """(out, in·kh·kw) of a LoHa/LoKr module, read from its factors' shapes."""
+    t = spec.tensors
+    if spec.kind == "loha":
+        return t["hada_w1_a"].shape[0], t["hada_w1_b"].shape[1]
+    if spec.kind == "lokr":
+        w1 = t["lokr_w1"].shape if "lokr_w1" in t else (t["lokr_w1_a"].shape[0], t["lokr_w1_b"].shape[1])
+        if "lokr_w2" in t:
+            w2 = tuple(t["lokr_w2"].shape)
+        elif "lokr_t2" in t:
+            w2 = (t["lokr_w2_a"].shape[1], t["lokr_w2_b"].shape[1], *t["lokr_t2"].shape[2:])
+        else:
+            w2 = (t["lokr_w2_a"].shape[0], t["lokr_w2_b"].shape[1])
+        n = w1[1]
+        for d in w2[1:]:
+            n *= d
+        return w1[0] * w2[0], n
+    return None
+
+
+def _shape(spec: ModuleSpec, table: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """The target weight's shape: from the tensors when they carry it, else the family's (if it fits the tensors),
+    else the flattened 2-D shape (right for linear layers)."""
+    shape = _shape_from_tensors(spec)
+    if shape is not None:
+        return shape
+    flat = _flat_dims(spec)
+    if table is not None and (flat is None or (table[0] == flat[0] and _numel(table[1:]) == flat[1])):
+        return table
+    return flat
+
+
+def _numel(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n
+
+
 def read_deltas(
     lora: LoraFile, *, base: BaseWeights | None = None, device: str | torch.device = "cpu"
 ) -> DeltaSet:
@@ -111,7 +150,7 @@ def read_deltas(
             continue
         if "diff_b" in spec.tensors:
             notes.append(f"{name}: its bias delta (diff_b) cannot be held by LoRA factors; left out")
-        shape = shapes.get(name) or _shape_from_tensors(spec)
+        shape = _shape(spec, shapes.get(name))
         if shape is None:
             raise InvalidRequest(
                 f"{lora.path.name}: the shape of module {name} ({spec.kind}) cannot be read from the file and its "
