@@ -39,12 +39,51 @@ def resolve_source(source: str | Path) -> str | Path:
 
 
 def load_weights(source: str | Path) -> ModelWeights:
-    """Load a checkpoint or diffusers folder in float32 on the CPU (the VAE is dropped at once)."""
-    from loradeck.engine.checkpoints import load_base_model
+    """Load a checkpoint or diffusers folder on the CPU (single files keep their dtype; the math casts to float32).
 
-    base = load_base_model(resolve_source(source), dtype=torch.float32)
-    comps: dict[str, torch.nn.Module] = {"unet": base.unet, "te1": base.text_encoder}
-    if base.text_encoder_2 is not None:
-        comps["te2"] = base.text_encoder_2
-    keymap = keymap_from_models(base.family, base.unet, {k: v for k, v in comps.items() if k != "unet"})
-    return ModelWeights(base.family, base.name, keymap, comps)
+    Diffusers folders (the demo model included) go through the engine's ``load_base_model``; single files through
+    the converter ``merge-into`` uses (``formats.ldm_keys``), which needs no tokenizer — only weights matter here.
+    """
+    path = Path(resolve_source(source)).expanduser()
+    if path.is_dir():
+        from loradeck.engine.checkpoints import load_base_model
+
+        base = load_base_model(path, dtype=torch.float32)
+        comps: dict[str, torch.nn.Module] = {"unet": base.unet, "te1": base.text_encoder}
+        if base.text_encoder_2 is not None:
+            comps["te2"] = base.text_encoder_2
+        family, name = base.family, base.name
+    else:
+        family, comps = _single_file(path)
+        name = path.stem
+    keymap = keymap_from_models(family, comps["unet"], {k: v for k, v in comps.items() if k != "unet"})
+    return ModelWeights(family, name, keymap, comps)
+
+
+def _single_file(path: Path) -> tuple[Family, dict[str, torch.nn.Module]]:
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from loradeck.errors import ModelLoadError
+    from loradeck.formats.ldm_configs import infer_configs
+    from loradeck.formats.ldm_family import detect_family
+    from loradeck.formats.ldm_keys import TEXT_ENCODERS, to_diffusers
+    from loradeck.lora.bake import _module, _read_checkpoint
+
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such checkpoint file or folder")
+    state, metadata = _read_checkpoint(path)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    family, prediction = detect_family(state.keys(), shapes, metadata=metadata)
+    configs = infer_configs(shapes, family, prediction)
+    parts = to_diffusers(state, family)
+    del state
+    comps: dict[str, torch.nn.Module] = {
+        "unet": _module(lambda: UNet2DConditionModel.from_config(configs["unet"]), parts["unet"], path, "unet")
+    }
+    names = {"text_encoder": "te1", "text_encoder_2": "te2"}
+    for comp, _prefix, kind in TEXT_ENCODERS[family]:
+        cfg = CLIPTextConfig(**{k: v for k, v in configs[comp].items() if not k.startswith("_")})
+        cls = CLIPTextModelWithProjection if kind == "openclip_proj" else CLIPTextModel
+        comps[names[comp]] = _module(lambda cfg=cfg, cls=cls: cls(cfg), parts[comp], path, comp)
+    return family, comps
