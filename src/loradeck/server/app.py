@@ -35,7 +35,7 @@ def create_app(
 ) -> FastAPI:
     """The API app over ``studio``. ``auth`` = {user: password} turns on HTTP Basic for every route; ``limits``
     defaults to ``studio.settings.limits``; ``fairness`` = how many later jobs may overtake a waiting one."""
-    from loradeck.server import a1111_generate, a1111_info, civitai_routes, loradeck_routes, train_routes
+    from loradeck.server import a1111_generate, a1111_info, civitai_routes, loradeck_routes, tools_routes, train_routes
 
     limits = limits or studio.settings.limits
     state = ServerState(
@@ -56,7 +56,7 @@ def create_app(
     app = FastAPI(title="loradeck", version=__version__, lifespan=lifespan)
     app.state.studio = studio
     app.state.loradeck = state
-    for module in (a1111_generate, a1111_info, loradeck_routes, civitai_routes, train_routes):
+    for module in (a1111_generate, a1111_info, loradeck_routes, civitai_routes, train_routes, tools_routes):
         app.include_router(module.router)
     _add_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_mb * 1_000_000)

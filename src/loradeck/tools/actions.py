@@ -100,7 +100,7 @@ def resize(req: ResizeRequest, device: str, step, t0: float) -> ToolResult:
     _rank_arg(req.conv_rank, "--conv-rank")
     src = Path(req.input)
     ds = read_input(src, _base_weights(req.base), device)
-    label = f"{req.method}={req.param:g}" if req.method else f"r{req.rank}"
+    label = f"{req.method}-{req.param:g}" if req.method else f"r{req.rank}"
     path = output_path(req, f"{src.stem}-{label}")
     modules, stats = resize_modules(ds, req.rank, req.conv_rank, method=req.method, param=req.param, device=device,
                                     progress=step)  # fmt: skip
