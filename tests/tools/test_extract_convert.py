@@ -41,8 +41,15 @@ def extracted(tmp_path_factory):
     )
     merge_into_checkpoint(base_path, [(original, 1.0)], models / "tuned.safetensors")
     result = run_tool(
-        ExtractRequest(base=base_path, tuned=models / "tuned.safetensors", rank=4, min_diff=0.0, precision="fp32",
-                       lora_dir=loras, name="ext")  # fmt: skip
+        ExtractRequest(
+            base=base_path,
+            tuned=models / "tuned.safetensors",
+            rank=4,
+            min_diff=0.0,
+            precision="fp32",
+            lora_dir=loras,
+            name="ext",
+        )  # fmt: skip
     )
     return {"tmp": tmp, "models": models, "loras": loras, "tokenizer": tokenizer, "original": original,
             "result": result}  # fmt: skip

@@ -80,7 +80,7 @@ def test_dynamic_resize_follows_the_singular_value_formula(files, tmp_path, meth
         assert rows[name]["rank"] == k, name
         assert rows[name]["retained"] == pytest.approx(share, abs=1e-5)
         kept = float((after[name].double()).norm() ** 2)
-        assert kept ** 0.5 == pytest.approx(share * float(w.double().norm()), rel=1e-4)
+        assert kept**0.5 == pytest.approx(share * float(w.double().norm()), rel=1e-4)
         kept_total += float(s[:k].square().sum())
         total_total += float(s.square().sum())
     assert result.retained == pytest.approx((kept_total / total_total) ** 0.5, rel=1e-5)

@@ -79,7 +79,9 @@ def _pair(item: str) -> tuple[str, float]:
 
 @app.command()
 def merge(
-    loras: Annotated[list[str], typer.Argument(help="FILE[:WEIGHT] … (a path or a library name; weight 1 if left out)")],
+    loras: Annotated[
+        list[str], typer.Argument(help="FILE[:WEIGHT] … (a path or a library name; weight 1 if left out)")
+    ],
     out: Out = None,
     rank: Annotated[int | None, typer.Option("--rank", help="SVD merge to this rank (default: exact concat).")] = None,
     conv_rank: Annotated[int | None, typer.Option("--conv-rank", help="Rank of 3×3 convs (default --rank).")] = None,

@@ -127,5 +127,3 @@ def training_metadata(cfg, facts: RunFacts, *, steps_done: int, epoch: int) -> d
     if cfg.trigger:
         meta["modelspec.trigger_phrase"] = cfg.trigger
     return {k: as_text(v) for k, v in meta.items()}
-
-

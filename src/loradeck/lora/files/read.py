@@ -61,7 +61,7 @@ class ModuleDelta:
         return u[:, :keep] * root, root[:, None] * vh[:keep]
 
     def to(self, device) -> ModuleDelta:
-        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return ModuleDelta(self.name, self.shape, self.kind, self.scale, move(self.up), move(self.down),
                            move(self.dense))  # fmt: skip
 
@@ -130,9 +130,7 @@ def _numel(dims) -> int:
     return n
 
 
-def read_deltas(
-    lora: LoraFile, *, base: BaseWeights | None = None, device: str | torch.device = "cpu"
-) -> DeltaSet:
+def read_deltas(lora: LoraFile, *, base: BaseWeights | None = None, device: str | torch.device = "cpu") -> DeltaSet:
     """Per-module scaled ΔW of ``lora`` on ``device`` in float32.
 
     Raises InvalidRequest for an IA3/DoRA module when no ``base`` is given (its ΔW depends on the base weights),

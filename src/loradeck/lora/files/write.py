@@ -172,6 +172,7 @@ def kohya_tensors(modules: list[LowRankModule], dtype: torch.dtype) -> dict[str,
 def network_facts(modules: list[LowRankModule]) -> dict[str, str]:
     """``ss_network_dim``/``ss_network_alpha`` (kohya writes "Dynamic" when modules differ) and ``ss_network_args``
     with ``conv_dim``/``conv_alpha`` when 3×3 convs are present."""
+
     def common(values: list) -> str | None:
         return None if not values else (str(values[0]) if len(set(values)) == 1 else "Dynamic")
 
