@@ -14,6 +14,7 @@ Out = Annotated[Path | None, typer.Option("--out", help="Output .safetensors (de
 Name = Annotated[str | None, typer.Option("--name", help="File name in the LoRA folder when --out is not given.")]
 Precision = Annotated[str, typer.Option("--precision", help="Saved dtype: fp16, bf16 or fp32.")]
 Device = Annotated[str | None, typer.Option("--device", help="cuda, cpu, … (default: the GPU when there is one).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a file of that name in the LoRA folder.")]
 Verbose = Annotated[bool, typer.Option("--per-module/--summary", help="Print one line per module.")]
 
 
@@ -33,13 +34,14 @@ def _checkpoint(studio, text: str) -> str:
     return str(studio.library.resolve_checkpoint(text).path)
 
 
-def _run(request, studio):
+def _run(request, studio, overwrite: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from loradeck.tools import run_tool
 
     if request.out is None:
         request.lora_dir = studio.settings.lora_path
+    request.overwrite = overwrite
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(request.tool, total=None)
@@ -89,6 +91,7 @@ def merge(
     clamp_quantile: Annotated[float | None, typer.Option("--clamp-quantile", help="kohya's outlier clamp.")] = None,
     name: Name = None,
     precision: Precision = "fp16",
+    overwrite: Overwrite = False,
     device: Device = None,
     per_module: Verbose = False,
     models_dir: ModelsDir = None,
@@ -102,7 +105,7 @@ def merge(
     req = MergeRequest(inputs=pairs, rank=rank, conv_rank=conv_rank, clamp_quantile=clamp_quantile, out=out,
                        name=name, precision=precision, device=device,
                        base=Path(_checkpoint(studio, base)) if base else None)  # fmt: skip
-    _report(_run(req, studio), per_module)
+    _report(_run(req, studio, overwrite), per_module)
 
 
 @app.command()
@@ -116,6 +119,7 @@ def resize(
     base: Annotated[str | None, typer.Option("--base", help="Base checkpoint (only for IA3/DoRA).")] = None,
     name: Name = None,
     precision: Precision = "fp16",
+    overwrite: Overwrite = False,
     device: Device = None,
     per_module: Annotated[bool, typer.Option("--per-module/--summary", help="One line per module.")] = True,
     models_dir: ModelsDir = None,
@@ -128,7 +132,7 @@ def resize(
     req = ResizeRequest(input=_lora_path(studio, file), rank=rank, conv_rank=conv_rank, method=dynamic, param=param,
                         out=out, name=name, precision=precision, device=device,
                         base=Path(_checkpoint(studio, base)) if base else None)  # fmt: skip
-    _report(_run(req, studio), per_module)
+    _report(_run(req, studio, overwrite), per_module)
 
 
 @app.command()
@@ -142,6 +146,7 @@ def extract(
     out: Out = None,
     name: Name = None,
     precision: Precision = "fp16",
+    overwrite: Overwrite = False,
     device: Device = None,
     per_module: Verbose = False,
     models_dir: ModelsDir = None,
@@ -154,7 +159,7 @@ def extract(
     req = ExtractRequest(base=Path(_checkpoint(studio, base)), tuned=Path(_checkpoint(studio, tuned)), rank=rank,
                          conv_rank=conv_rank, clamp_quantile=clamp_quantile, min_diff=min_diff, out=out, name=name,
                          precision=precision, device=device)  # fmt: skip
-    _report(_run(req, studio), per_module)
+    _report(_run(req, studio, overwrite), per_module)
 
 
 @app.command()
@@ -165,6 +170,7 @@ def convert(
     base: Annotated[str | None, typer.Option("--base", help="Base checkpoint (IA3/DoRA to peft/comfy).")] = None,
     name: Name = None,
     precision: Precision = "fp16",
+    overwrite: Overwrite = False,
     models_dir: ModelsDir = None,
     lora_dir: LoraDir = None,
 ) -> None:
@@ -174,4 +180,4 @@ def convert(
     studio = _studio(models_dir, lora_dir)
     req = ConvertRequest(input=_lora_path(studio, file), to=to, out=out, name=name, precision=precision,
                          base=Path(_checkpoint(studio, base)) if base else None)  # fmt: skip
-    _report(_run(req, studio), False)
+    _report(_run(req, studio, overwrite), False)
