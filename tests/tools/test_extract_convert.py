@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from loradeck.engine.checkpoints import load_base_model
+from loradeck.families import Family
 from loradeck.lora.bake import merge_into_checkpoint
 from loradeck.lora.formats import load_lora
 from loradeck.lora.inspect import inspect_lora
+from loradeck.lora.keymap import keymap_for_family
 from loradeck.requests import GenerationRequest
 from loradeck.studio import Studio
 from loradeck.tools import ConvertRequest, ExtractRequest, MergeRequest, run_tool
@@ -136,3 +138,31 @@ def test_outputs_load_in_diffusers_with_no_leftover_keys(to, tmp_path, monkeypat
     key = "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"
     moved = pipe.unet.state_dict()[key] - before[key]
     torch.testing.assert_close(moved, dense(out)[name].reshape(moved.shape), rtol=1e-4, atol=1e-5)
+
+
+def test_extract_between_diffusers_folders_from_the_demo_model(tmp_path):
+    """Base ``demo`` (the embedded diffusers folder), tuned = a copy with one attention weight moved by a known
+    rank-2 ΔW: that module comes back at rank 2, every other one is skipped and listed."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from loradeck.studio import demo_model_dir
+
+    tuned = tmp_path / "tuned"
+    shutil.copytree(demo_model_dir(), tuned)  # a copy outside the package: its family is not declared (unknown)
+    weights = tuned / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    key = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v.weight"
+    g = torch.Generator().manual_seed(0)
+    delta = torch.randn(state[key].shape[0], 2, generator=g) @ torch.randn(2, state[key].shape[1], generator=g) * 0.05
+    state[key] = state[key] + delta
+    save_file(state, str(weights))
+    result = run_tool(ExtractRequest(base="demo", tuned=tuned, rank=2, out=tmp_path / "x.safetensors",
+                                     precision="fp32"))  # fmt: skip
+    name = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_v"
+    got = _flat(result.path)
+    assert list(got) == [name]
+    assert float((got[name] - delta).norm() / delta.norm()) <= 1e-4
+    assert len(result.notes) == len(keymap_for_family(Family.DEMO).modules) - 1
+    assert all("identical in both models" in n or "--min-diff" in n for n in result.notes)

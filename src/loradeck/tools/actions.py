@@ -133,7 +133,7 @@ def extract(req: ExtractRequest, device: str, step, t0: float) -> ToolResult:
     base = load_weights(req.base)
     step(1, 2, "loading the tuned model")
     tuned = load_weights(req.tuned)
-    if base.family != tuned.family:
+    if Family.UNKNOWN not in (base.family, tuned.family) and base.family != tuned.family:
         raise InvalidRequest(
             f"{Path(str(req.base)).name} is {base.family.label} but {Path(str(req.tuned)).name} is "
             f"{tuned.family.label}: a LoRA can only be extracted between two models of one family."
@@ -177,7 +177,8 @@ def extract(req: ExtractRequest, device: str, step, t0: float) -> ToolResult:
         "comment": f"extracted from {tuned.name} − {base.name} at rank {req.rank}",
     }
     extra = {"ss_sd_model_name": base.name}
-    write_result(req, path, low_rank_tensors(modules, req.precision), base.family, record, extra, modules)
+    family = base.family if base.family is not Family.UNKNOWN else tuned.family
+    write_result(req, path, low_rank_tensors(modules, req.precision), family, record, extra, modules)
     return _result("extract", path, modules, t0, device, stats, notes)
 
 
@@ -218,4 +219,4 @@ def _wrap(req, path, n, rank, t0, device, notes) -> ToolResult:
     return ToolResult("convert", path, n, rank, time.perf_counter() - t0, device, None, [], list(notes))
 
 
-__all__ = ["merge", "resize", "extract", "convert", "Family"]
+__all__ = ["merge", "resize", "extract", "convert"]

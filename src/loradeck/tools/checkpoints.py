@@ -68,22 +68,24 @@ def _single_file(path: Path) -> tuple[Family, dict[str, torch.nn.Module]]:
     from loradeck.formats.ldm_configs import infer_configs
     from loradeck.formats.ldm_family import detect_family
     from loradeck.formats.ldm_keys import TEXT_ENCODERS, to_diffusers
-    from loradeck.lora.bake import _module, _read_checkpoint
+    from loradeck.lora.bake import module_from_state, read_checkpoint
 
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such checkpoint file or folder")
-    state, metadata = _read_checkpoint(path)
+    state, metadata = read_checkpoint(path)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     family, prediction = detect_family(state.keys(), shapes, metadata=metadata)
     configs = infer_configs(shapes, family, prediction)
     parts = to_diffusers(state, family)
     del state
     comps: dict[str, torch.nn.Module] = {
-        "unet": _module(lambda: UNet2DConditionModel.from_config(configs["unet"]), parts["unet"], path, "unet")
+        "unet": module_from_state(
+            lambda: UNet2DConditionModel.from_config(configs["unet"]), parts["unet"], path, "unet"
+        )
     }
     names = {"text_encoder": "te1", "text_encoder_2": "te2"}
     for comp, _prefix, kind in TEXT_ENCODERS[family]:
         cfg = CLIPTextConfig(**{k: v for k, v in configs[comp].items() if not k.startswith("_")})
         cls = CLIPTextModelWithProjection if kind == "openclip_proj" else CLIPTextModel
-        comps[names[comp]] = _module(lambda cfg=cfg, cls=cls: cls(cfg), parts[comp], path, comp)
+        comps[names[comp]] = module_from_state(lambda cfg=cfg, cls=cls: cls(cfg), parts[comp], path, comp)
     return family, comps
