@@ -129,9 +129,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--every", type=int, default=4)
     ap.add_argument("--rank", type=int, default=32)
+    ap.add_argument("--only", choices=["files", "extract"], help="Run only the file tools or only extract.")
     args = ap.parse_args()
-    from loradeck.lora.ops.extract import extract_module
-    from loradeck.tools import MergeRequest, ResizeRequest, run_tool
+    from loradeck.tools import MergeRequest, run_tool
 
     mods = modules(args.every)
     names = list(mods)
@@ -142,37 +142,49 @@ def main() -> None:
         write_lora(a, mods, r, r / 2, 1)
         write_lora(b, mods, r, r / 2, 2)
         run_tool(MergeRequest(inputs=[(a, 1.0)], out=tmp / "warm.safetensors"))  # imports, shape tables
+        if args.only != "extract":
+            files_figures(tmp, a, b, r, names)
+        if args.only != "files":
+            extract_figure(mods, r)
+    print(json.dumps({"bench": BENCH, "modules": len(mods), "of": len(keymap_for_family(Family.SD1).modules),
+                      "rank": r, "threads": torch.get_num_threads()}), flush=True)  # fmt: skip
 
-        ours = timed(lambda: run_tool(MergeRequest(inputs=[(a, 0.7), (b, 0.3)], out=tmp / "c.safetensors")))
-        base = timed(lambda: kohya_concat([a, b], [0.7, 0.3], tmp / "kc.safetensors", names))
-        emit("concat_merge_s", ours, base, "kohya merge_lora --concat math (load, scale, cat, save)")
 
-        res = {}
-        ours = timed(lambda: res.setdefault("m", run_tool(MergeRequest(inputs=[(a, 0.7), (b, 0.3)], rank=r,
-                                                                       out=tmp / "s.safetensors"))))  # fmt: skip
-        keep: dict = {}
-        base = timed(lambda: kohya_svd_merge([a, b], [0.7, 0.3], r, tmp / "ks.safetensors", names, keep))
-        emit("svd_merge_s", ours, base, "kohya svd_merge_lora math (dense ΔW, full torch.linalg.svd, clamp 0.99)")
-        ours_err = sum(row["error"] ** 2 for row in res["m"].per_module) ** 0.5
-        kohya_err = sum(float((m - u @ d).norm()) ** 2 for m, u, d in keep.values()) ** 0.5
-        emit("svd_merge_fro_error", ours_err, kohya_err, "kohya svd_merge_lora (same inputs, rank)", unit="‖ΔW−ΔW_r‖F")
+def files_figures(tmp: Path, a: Path, b: Path, r: int, names: list[str]) -> None:
+    from loradeck.tools import MergeRequest, ResizeRequest, run_tool
 
-        ours = timed(lambda: run_tool(ResizeRequest(input=tmp / "c.safetensors", rank=8, out=tmp / "r.safetensors")))
-        base = timed(lambda: kohya_resize(tmp / "c.safetensors", 8, tmp / "kr.safetensors", names))
-        emit("resize_s", ours, base, f"kohya resize_lora math ({2 * r} → 8; dense ΔW, full svd, clamp 0.99)")
+    ours = timed(lambda: run_tool(MergeRequest(inputs=[(a, 0.7), (b, 0.3)], out=tmp / "c.safetensors")))
+    base = timed(lambda: kohya_concat([a, b], [0.7, 0.3], tmp / "kc.safetensors", names))
+    emit("concat_merge_s", ours, base, "kohya merge_lora --concat math (load, scale, cat, save)")
 
-        g = torch.Generator().manual_seed(3)
-        t_ours = t_base = 0.0
-        for name, shape in mods.items():
-            w0 = torch.randn(shape, generator=g) * 0.02
-            n = w0[0].numel()
-            w1 = w0 + ((torch.randn(shape[0], r, generator=g) @ torch.randn(r, n, generator=g)) * 1e-3).reshape(shape)
-            w1 += torch.randn(shape, generator=g) * 1e-5
-            t_ours += timed(lambda w0=w0, w1=w1, name=name: extract_module(name, w0, w1, r))
-            t_base += timed(lambda w0=w0, w1=w1: _kohya_cut((w1 - w0).reshape(w0.shape[0], -1).float(), r))
-        emit("extract_s", t_ours, t_base, "kohya extract_lora_from_models math (diff, full torch.linalg.svd, clamp)")
-        print(json.dumps({"bench": BENCH, "modules": len(mods), "of": len(keymap_for_family(Family.SD1).modules),
-                          "rank": r, "threads": torch.get_num_threads()}), flush=True)  # fmt: skip
+    res = {}
+    ours = timed(lambda: res.setdefault("m", run_tool(MergeRequest(inputs=[(a, 0.7), (b, 0.3)], rank=r,
+                                                                   out=tmp / "s.safetensors"))))  # fmt: skip
+    keep: dict = {}
+    base = timed(lambda: kohya_svd_merge([a, b], [0.7, 0.3], r, tmp / "ks.safetensors", names, keep))
+    emit("svd_merge_s", ours, base, "kohya svd_merge_lora math (dense ΔW, full torch.linalg.svd, clamp 0.99)")
+    ours_err = sum(row["error"] ** 2 for row in res["m"].per_module) ** 0.5
+    kohya_err = sum(float((m - u @ d).norm()) ** 2 for m, u, d in keep.values()) ** 0.5
+    emit("svd_merge_fro_error", ours_err, kohya_err, "kohya svd_merge_lora (same inputs, rank)", unit="‖ΔW−ΔW_r‖F")
+
+    ours = timed(lambda: run_tool(ResizeRequest(input=tmp / "c.safetensors", rank=8, out=tmp / "r.safetensors")))
+    base = timed(lambda: kohya_resize(tmp / "c.safetensors", 8, tmp / "kr.safetensors", names))
+    emit("resize_s", ours, base, f"kohya resize_lora math ({2 * r} → 8; dense ΔW, full svd, clamp 0.99)")
+
+
+def extract_figure(mods, r: int) -> None:
+    from loradeck.lora.ops.extract import extract_module
+
+    g = torch.Generator().manual_seed(3)
+    t_ours = t_base = 0.0
+    for name, shape in mods.items():
+        w0 = torch.randn(shape, generator=g) * 0.02
+        n = w0[0].numel()
+        w1 = w0 + ((torch.randn(shape[0], r, generator=g) @ torch.randn(r, n, generator=g)) * 1e-3).reshape(shape)
+        w1 += torch.randn(shape, generator=g) * 1e-5
+        t_ours += timed(lambda w0=w0, w1=w1, name=name: extract_module(name, w0, w1, r))
+        t_base += timed(lambda w0=w0, w1=w1: _kohya_cut((w1 - w0).reshape(w0.shape[0], -1).float(), r))
+    emit("extract_s", t_ours, t_base, "kohya extract_lora_from_models math (diff, full torch.linalg.svd, clamp)")
 
 
 if __name__ == "__main__":
