@@ -79,6 +79,7 @@ class Progress:
     batch: int = 0  # generations: the batch in progress (0-based) …
     batches: int = 1  # … of this many
     first_image: int = 0  # generations: index in the job of the batch's first picture
+    note: str = ""  # what is being worked on (a LoRA tool's module name)
     values: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -1,4 +1,4 @@
-"""`loradeck lora …`: list, show, inspect, merge-into."""
+"""`loradeck lora …`: list, show, inspect, merge-into (the LoRA tools are in lora_tools.py)."""
 
 from __future__ import annotations
 
@@ -133,3 +133,6 @@ def _scan_progress():
                 state["bar"].stop()
 
     return on_progress
+
+
+from loradeck.cli import lora_tools  # noqa: E402, F401  (registers merge, resize, extract, convert on `app`)

@@ -33,13 +33,13 @@ from loradeck.lora.report import StackReport
 _PATCHER_NAMES = {"unet": "unet", "text_encoder": "te1", "text_encoder_2": "te2"}
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if path.suffix.lower() == ".safetensors":
         return load_tensors(path), dict(read_header(path).metadata)
     return load_pickle_state_dict(path), {}
 
 
-def _module(model_cls_or_factory, state: dict[str, torch.Tensor], path: Path, comp: str):
+def module_from_state(model_cls_or_factory, state: dict[str, torch.Tensor], path: Path, comp: str):
     """A model whose parameters ARE the given tensors (no copy, no random init)."""
     with init_empty_weights(include_buffers=False):
         model = model_cls_or_factory()
@@ -60,7 +60,7 @@ def merge_into_checkpoint(checkpoint_path: str | Path, loras: Sequence[tuple], o
     src, out = Path(checkpoint_path), Path(out_path)
     if out.suffix.lower() != ".safetensors":
         raise InvalidRequest(f"merge-into writes .safetensors files; {out.name} has another extension.")
-    state, metadata = _read_checkpoint(src)
+    state, metadata = read_checkpoint(src)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     family, prediction = detect_checkpoint_family(state.keys(), shapes, metadata=metadata)
     configs = infer_configs(shapes, family, prediction)
@@ -69,12 +69,14 @@ def merge_into_checkpoint(checkpoint_path: str | Path, loras: Sequence[tuple], o
     del state
 
     models = {
-        "unet": _module(lambda: UNet2DConditionModel.from_config(configs["unet"]), components["unet"], src, "unet")
+        "unet": module_from_state(
+            lambda: UNet2DConditionModel.from_config(configs["unet"]), components["unet"], src, "unet"
+        )
     }
     for comp, _prefix, kind in TEXT_ENCODERS[family]:
         cfg = CLIPTextConfig(**{k: v for k, v in configs[comp].items() if not k.startswith("_")})
         cls = CLIPTextModelWithProjection if kind == "openclip_proj" else CLIPTextModel
-        models[comp] = _module(lambda cfg=cfg, cls=cls: cls(cfg), components[comp], src, comp)
+        models[comp] = module_from_state(lambda cfg=cfg, cls=cls: cls(cfg), components[comp], src, comp)
 
     patched = {_PATCHER_NAMES[c]: m for c, m in models.items()}
     keymap = keymap_from_models(family, models["unet"], {k: v for k, v in patched.items() if k != "unet"})

@@ -215,7 +215,7 @@ def _shipped_config(folder: str, sub: str) -> dict:
     return json.loads(text)
 
 
-def _demo_config(sub: str) -> dict:
+def demo_config(sub: str) -> dict:
     """A config of the embedded demo model (package data: read, not imported, so lora/ stays below demo/)."""
     return json.loads((resources.files("loradeck") / "demo" / "model" / sub / "config.json").read_text())
 
@@ -227,7 +227,7 @@ def _has_text_model(config: dict) -> bool:
 def keymap_for_family(family: Family) -> KeyMap:
     """KeyMap from the configs shipped for ``family`` (sd1, sd2, sdxl)."""
     if family is Family.DEMO:
-        return build_keymap(family, _demo_config("unet"), {"te1": _demo_config("text_encoder")}, {"te1": False})
+        return build_keymap(family, demo_config("unet"), {"te1": demo_config("text_encoder")}, {"te1": False})
     folder = family.config_dir
     if folder is None:
         raise ValueError(f"no shipped config for family {family.value!r}; use keymap_from_models")

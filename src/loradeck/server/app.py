@@ -54,6 +54,7 @@ def create_app(
         civitai_routes,
         grid_routes,
         loradeck_routes,
+        tools_routes,
         train_routes,
     )
 
@@ -82,7 +83,7 @@ def create_app(
     app.state.loradeck = state
     a1111_options.restore(state)  # <home>/config.json: options set before a restart
     modules = (a1111_generate, a1111_info, a1111_options, a1111_lists, a1111_extras)
-    for module in (*modules, loradeck_routes, civitai_routes, train_routes, grid_routes):
+    for module in (*modules, loradeck_routes, civitai_routes, train_routes, grid_routes, tools_routes):
         app.include_router(module.router)
     _add_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=studio.settings.limits.max_body_mb * 1_000_000)

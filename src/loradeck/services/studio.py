@@ -254,6 +254,35 @@ class Studio:
 
         return self._submit(self.queue, work, kind="extras", label=f"extras {options.upscaler_1}")
 
+    # ------------------------------------------------------------------------------------------------ LoRA tools
+    def submit_tool(
+        self,
+        request: Any,
+        *,
+        on_progress: ProgressFn | None = None,
+        describe: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> Job:
+        """A LoRA tool run (``loradeck.tools``: merge, resize, extract, convert requests) as a device job, progress per
+        module; the file it writes is in the library when the job is done. ``result()`` is a ToolResult."""
+
+        def run(job: Job) -> Any:
+            from loradeck.tools import run_tool
+
+            def progress(done: int, total: int, what: str) -> None:
+                job.report(Progress(done, total, unit="modules", phase=request.tool, note=what))
+
+            result = run_tool(request, on_progress=progress, cancel=job.interrupted.is_set)
+            self.library.refresh()
+            return result
+
+        return self._submit(
+            self.queue, run, kind="tool", label=request.tool, on_progress=on_progress, describe=describe,
+            progress=Progress(0, 0, unit="modules", phase=request.tool),
+        )  # fmt: skip
+
+    def run_tool(self, request: Any, *, on_progress: ProgressFn | None = None) -> Any:
+        return self.wait(self.submit_tool(request, on_progress=on_progress))
+
     # ------------------------------------------------------------------------------------------------ grids
     def plan_grid(self, request: GridRequest) -> list[GenerationPlan]:
         """Every cell planned (and so checked) now: a bad value fails the grid before anything runs."""

@@ -6,6 +6,18 @@ from __future__ import annotations
 
 from loradeck.civitai.api import PERIODS, SORTS
 from loradeck.civitai.records import LORA_TYPES, CivitaiModel
+from loradeck.tools.requests import ConvertRequest, ExtractRequest, MergeRequest, ResizeRequest, ToolResult
 from loradeck.train.config import TrainConfig
 
-__all__ = ["LORA_TYPES", "PERIODS", "SORTS", "CivitaiModel", "TrainConfig"]
+__all__ = [
+    "LORA_TYPES",
+    "PERIODS",
+    "SORTS",
+    "CivitaiModel",
+    "ConvertRequest",
+    "ExtractRequest",
+    "MergeRequest",
+    "ResizeRequest",
+    "ToolResult",
+    "TrainConfig",
+]

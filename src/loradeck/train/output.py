@@ -1,27 +1,28 @@
-"""Write a trained LoRA the way kohya sd-scripts does: canonical names, ``alpha`` tensors, ``ss_*``/``modelspec.*``
-metadata (every value a string), ``sshs_model_hash``/``sshs_legacy_hash``, and a ``name.json`` sidecar whose
-activation text is the trigger — each file written atomically, so a library scan never sees half a LoRA.
+"""The metadata of a trained LoRA (kohya's ``ss_*`` keys for a run). The file itself is written by the writer the
+LoRA tools share (``loradeck.lora.files.write``: names, ``alpha``, hashes, sidecar, atomic write), re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import struct
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import save as st_save
-
 from loradeck.families import Family
-from loradeck.formats.sidecars import UserMetadata, atomic_write_bytes, write_preview, write_user_metadata
-
-SAVE_DTYPES = {"float": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from loradeck.lora.files.write import (  # noqa: F401  (re-exported for the trainer)
+    SAVE_DTYPES,
+    architecture,
+    as_text,
+    base_model_version,
+    data_section_sha256,
+    legacy_hash,
+    modelspec,
+    save_lora,
+    save_preview,
+    serialize,
+)
 
 
 @dataclass
@@ -47,24 +48,6 @@ class RunFacts:
     session_id: int
     started_at: float
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def base_model_version(family: Family, prediction_type: str) -> str:
-    """kohya ``ss_base_model_version``; the demo model has SD1's architecture and names."""
-    v = "_v" if prediction_type == "v_prediction" else ""
-    if family is Family.SDXL:
-        return "sdxl_base_v1-0"
-    if family is Family.SD2:
-        return "sd_v2" + v
-    return "sd_v1" + v
-
-
-def architecture(family: Family, prediction_type: str) -> str:
-    if family is Family.SDXL:
-        return "stable-diffusion-xl-v1-base/lora"
-    if family is Family.SD2:
-        return "stable-diffusion-v2-768-v/lora" if prediction_type == "v_prediction" else "stable-diffusion-v2-512/lora"
-    return "stable-diffusion-v1/lora"
 
 
 def training_metadata(cfg, facts: RunFacts, *, steps_done: int, epoch: int) -> dict[str, str]:
@@ -140,79 +123,7 @@ def training_metadata(cfg, facts: RunFacts, *, steps_done: int, epoch: int) -> d
         h = hash_file(facts.base_path)
         meta["ss_sd_model_hash"] = h.autov1 or ""
         meta["ss_new_sd_model_hash"] = h.sha256
-    meta |= {
-        "modelspec.sai_model_spec": "1.0.1",
-        "modelspec.architecture": architecture(facts.family, facts.prediction_type),
-        "modelspec.implementation": "diffusers",
-        "modelspec.title": cfg.name,
-        "modelspec.resolution": f"{res}x{res}",
-        "modelspec.date": datetime.now().replace(microsecond=0).isoformat(),
-        "modelspec.prediction_type": "v" if facts.prediction_type == "v_prediction" else "epsilon",
-        "modelspec.implementation_version": f"loradeck/{_version()}",
-    }
+    meta |= modelspec(facts.family, cfg.name, prediction_type=facts.prediction_type, resolution=res)
     if cfg.trigger:
         meta["modelspec.trigger_phrase"] = cfg.trigger
-    return {k: _as_text(v) for k, v in meta.items()}
-
-
-def _version() -> str:
-    from loradeck.version import __version__
-
-    return __version__
-
-
-def _as_text(v: Any) -> str:
-    """kohya's ``str(v)``: None → "None", True → "True", (512, 512) → "(512, 512)"."""
-    return v if isinstance(v, str) else str(v)
-
-
-# ------------------------------------------------------------------------------------------------ bytes and hashes
-def data_section_sha256(blob: bytes) -> str:
-    """sha256 of a safetensors serialisation's bytes after the header (addnet hash / AutoV3 source)."""
-    n = struct.unpack("<Q", blob[:8])[0]
-    return hashlib.sha256(blob[8 + n :]).hexdigest()
-
-
-def legacy_hash(blob: bytes) -> str:
-    """kohya ``addnet_hash_legacy``: first 8 hex of sha256 of bytes [1 MiB, 1 MiB + 64 KiB)."""
-    return hashlib.sha256(blob[0x100000:0x110000]).hexdigest()[:8]
-
-
-def serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
-    """Safetensors bytes with ``sshs_model_hash`` and ``sshs_legacy_hash`` computed as kohya does (on a
-    re-serialisation with only the ``ss_`` metadata; the data section does not depend on the metadata)."""
-    ss_only = {k: v for k, v in metadata.items() if k.startswith("ss_")}
-    probe = st_save(tensors, ss_only)
-    meta = dict(metadata) | {"sshs_model_hash": data_section_sha256(probe), "sshs_legacy_hash": legacy_hash(probe)}
-    return st_save(tensors, meta)
-
-
-def save_lora(
-    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], *, trigger: str = "", family=None
-) -> Path:
-    """Write the LoRA (atomically) and, when a trigger or family is known, its ``name.json`` sidecar."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, serialize(tensors, metadata))
-    _readable(path)
-    if trigger or family is not None:
-        meta = UserMetadata(
-            description=f"Trained with loradeck: {metadata.get('ss_steps', '?')} steps, rank "
-            f"{metadata.get('ss_network_dim', '?')}, alpha {metadata.get('ss_network_alpha', '?')}.",
-            sd_version=family.label if family is not None else "",
-            activation_text=trigger,
-            preferred_weight=1.0,
-        )
-        _readable(write_user_metadata(path, meta))
-    return path
-
-
-def _readable(path: Path) -> None:
-    """atomic_write_bytes leaves mkstemp's 0600; a LoRA folder is often shared (A1111 under another user).
-    (Reading the umask would mean setting it, which is process-wide and racy in a server.)"""
-    os.chmod(path, 0o644)
-
-
-def save_preview(lora_path: Path, png: bytes) -> Path:
-    path = write_preview(lora_path, png, "png")
-    _readable(path)
-    return path
+    return {k: as_text(v) for k, v in meta.items()}

@@ -26,6 +26,7 @@ from loradeck.ui.grid_tab import build_grid_tab
 from loradeck.ui.lora_cards import PREVIEW_ROUTE, cards_html, folder_choices
 from loradeck.ui.pnginfo_tab import build_pnginfo_tab
 from loradeck.ui.style import CSS, SHORTCUTS_JS, theme
+from loradeck.ui.tools_tab import build_tools_tab
 from loradeck.ui.train_tab import build_train_tab
 
 log = logging.getLogger("loradeck.ui")
@@ -61,6 +62,8 @@ def build_ui(studio: Studio, *, catalog: LoraCatalog | None = None) -> gr.Blocks
                 build_train_tab(studio, then_refresh)
             with gr.Tab("Grid", id="grid", elem_id="ld-tab-grid"):
                 build_grid_tab(studio)
+            with gr.Tab("Tools", id="tools", elem_id="ld-tab-tools"):
+                build_tools_tab(studio, then_refresh)
 
         def send_png(text: str):
             try:
