@@ -282,7 +282,7 @@ def test_allowed_paths_come_from_toml_env_and_the_cli(tmp_path, monkeypatch):
     assert Path(load_settings(home=home).home / "datasets") != load_settings(home=home).datasets_path
 
     served = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **kw: served.setdefault("app", app))
+    monkeypatch.setattr("loradeck.server.shutdown.serve", lambda app, **kw: served.setdefault("app", app))
     monkeypatch.setattr("loradeck.ui.mount_ui", lambda app, studio: app)
     monkeypatch.setenv("LORADECK_HOME", str(home))
     args = ["serve", "--allow-path", str(tmp_path / "x"), "--allow-path", str(tmp_path / "y")]
