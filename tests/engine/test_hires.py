@@ -102,7 +102,9 @@ def test_a1111_api_enable_hr(served_demo):
 
     assert b64_to_array(r.json()["images"][0]).shape == (64, 64, 3)
     assert "Hires upscale: 2" in r.json()["info"]
-    too_big = httpx.post(f"{served_demo}/sdapi/v1/txt2img", json=body | {"hr_scale": 100}, timeout=60)
+    too_big = httpx.post(
+        f"{served_demo}/sdapi/v1/txt2img", json=body | {"hr_scale": 16, "hr_resize_x": 4096}, timeout=60
+    )
     assert too_big.status_code == 422 and "Hires fix size" in too_big.json()["detail"]
 
 

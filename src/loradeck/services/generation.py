@@ -46,7 +46,7 @@ def run_plan(
     *,
     load_lora: Callable[[Path], LoraFile],
     outputs: Path,
-    keep_latents: Callable[[torch.Tensor | None], None],
+    keep_latents: Callable[[torch.Tensor], None],
 ) -> GenerationResult:
     """Every batch of ``plan`` on ``model``; an interrupt ends the job with the pictures drawn so far."""
     with model.patcher.lock:
@@ -75,7 +75,6 @@ def run_plan(
                     break
                 images += drawn or []  # None: the batch was skipped
         finally:
-            keep_latents(None)
             if sidecar is not None:
                 sidecar.remove()
     return GenerationResult(
@@ -128,7 +127,7 @@ def _draw_batch(
     b: int,
     job: Control,
     folder: Path,
-    keep_latents: Callable[[torch.Tensor | None], None],
+    keep_latents: Callable[[torch.Tensor], None],
     sidecar: LoraSidecar | None,
 ) -> list[GeneratedImage] | None:
     """Batch ``b`` of the plan: pictures saved with their infotexts; None when skipped; raises Cancelled."""

@@ -164,7 +164,7 @@ class Studio:
 
         def load(job: Job) -> str:
             job.report(Progress(0, 1, phase="load"))
-            self.load_checkpoint(title)
+            self._load(title)
             with self._state_lock:
                 self._checkpoint = title
             return title
@@ -172,8 +172,16 @@ class Studio:
         return self._submit(self.queue, load, kind="load", label=f"load {title}")
 
     def load_checkpoint(self, name: str | None) -> LoadedModel:
-        """Load a base model now (by library name or title; None/"demo" = the embedded demo model). Jobs call it;
-        interfaces use ``switch_checkpoint``, which queues it."""
+        """Load a base model now and make it the current checkpoint (by library name or title; None/"demo" = the
+        embedded demo model). For scripts and tests; interfaces use ``switch_checkpoint``, which queues it."""
+        model = self._load(name)
+        with self._state_lock:
+            self._checkpoint = model.title
+        return model
+
+    def _load(self, name: str | None) -> LoadedModel:
+        """The model ``name`` in memory (loaded if another one is); the current checkpoint does not change (a job's
+        own ``checkpoint`` is A1111's override_settings: it does not stick)."""
         source = self._source(name)
         model = self._model
         if model is not None and model.path == source.path:
@@ -318,25 +326,28 @@ class Studio:
         return result
 
     def _generate(self, plan: GenerationPlan, job: Any) -> GenerationResult:
-        model = self.load_checkpoint(plan.checkpoint.title)
+        model = self._load(plan.checkpoint.title)
         if (model.family, model.native_size) != (plan.checkpoint.family, plan.checkpoint.native_size):
             # planned before the model was in memory: plan again with what it really is (seeds are fixed)
             real = Checkpoint(model.title, model.family, model.native_size)
             plan = plan_generation(plan.request, checkpoint=real, library=self.library, settings=self.settings)
         from loradeck.services.generation import run_plan
 
-        result = run_plan(
-            plan,
-            model,
-            job,
-            load_lora=self.load_lora_file,
-            outputs=self.settings.outputs_path,
-            keep_latents=self._keep_latents,
-        )
+        try:
+            result = run_plan(
+                plan,
+                model,
+                job,
+                load_lora=self.load_lora_file,
+                outputs=self.settings.outputs_path,
+                keep_latents=self._keep_latents,
+            )
+        finally:
+            self._latents = None  # idle: no preview
         self._merged_key = plan.stack_key
         return result
 
-    def _keep_latents(self, latents: torch.Tensor | None) -> None:
+    def _keep_latents(self, latents: torch.Tensor) -> None:
         self._latents = latents  # a reference only; decoded when somebody asks for a preview
 
     def current_preview(self) -> Image.Image | None:
