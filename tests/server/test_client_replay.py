@@ -168,4 +168,6 @@ def test_progress_and_interrupt_stop_within_a_step(server):
     assert not thread.is_alive()
     info = answer["response"].json()
     assert answer["response"].status_code == 200 and info["images"] == []
-    assert job is not None and job.step <= step + 2 < 150  # stopped within a step of the one seen (a race of one)
+    assert (
+        job is not None and job.progress.step <= step + 2 < 150
+    )  # stopped within a step of the one seen (a race of one)

@@ -114,9 +114,12 @@ class JobQueue:
 
     # ------------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> JobQueue:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name=f"loradeck-{self.name}", daemon=True)
-            self._thread.start()
+        """Start the worker (again after ``stop``: a studio outlives the servers that use it)."""
+        with self._cond:
+            if self._thread is None:
+                self._stopping = False
+                self._thread = threading.Thread(target=self._work, name=f"loradeck-{self.name}", daemon=True)
+                self._thread.start()
         return self
 
     def stop(self, timeout: float | None = 10.0) -> None:

@@ -66,7 +66,7 @@ def _single_file(path: Path) -> tuple[Family, dict[str, torch.nn.Module]]:
 
     from loradeck.errors import ModelLoadError
     from loradeck.formats.ldm_configs import infer_configs
-    from loradeck.formats.ldm_family import detect_family
+    from loradeck.formats.ldm_family import detect_checkpoint_family
     from loradeck.formats.ldm_keys import TEXT_ENCODERS, to_diffusers
     from loradeck.lora.bake import module_from_state, read_checkpoint
 
@@ -74,7 +74,7 @@ def _single_file(path: Path) -> tuple[Family, dict[str, torch.nn.Module]]:
         raise ModelLoadError(f"{path}: no such checkpoint file or folder")
     state, metadata = read_checkpoint(path)
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    family, prediction = detect_family(state.keys(), shapes, metadata=metadata)
+    family, prediction = detect_checkpoint_family(state.keys(), shapes, metadata=metadata)
     configs = infer_configs(shapes, family, prediction)
     parts = to_diffusers(state, family)
     del state
