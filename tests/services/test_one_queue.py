@@ -62,6 +62,7 @@ def test_api_and_ui_generations_share_the_queue_in_affinity_order(setup):
     studio, client = setup["studio"], setup["client"]
     ui_request = GenerationRequest("a red circle <lora:alpha:1>", seed=11, steps=STEPS, save=False)
     api_body = {"prompt": "a blue square <lora:beta:1>", "seed": 12, "steps": STEPS, "sampler_name": "Euler a"}
+    api_body |= {"width": 32, "height": 32}  # A1111's default is 512
     solo_ui = studio.generate(ui_request).images[0].image  # also leaves stack "alpha" merged
     solo_api = np.asarray(
         studio.generate(GenerationRequest(api_body["prompt"], seed=12, steps=STEPS, sampler="Euler a", save=False))
@@ -120,12 +121,12 @@ def test_training_from_ui_and_api_waits_for_a_running_generation(setup, tmp_path
     from loradeck.ui.train_tab import Training
 
     studio, client = setup["studio"], setup["client"]
-    data = tmp_path / "data"
+    data = setup["home"] / "datasets" / "shapes"  # over the API, training data comes from <home>/datasets
     draw_pictures(data / "2_shapes", 2)
     release = _hold_queue(studio)  # stands for a long generation
     running = studio.running()
     ui = Training(studio, TrainConfig(data=data, name="uitrained", rank=2, alpha=1, steps=2, device="cpu")).start()
-    body = {"data": str(data), "name": "apitrained", "rank": 2, "alpha": 1, "steps": 2}
+    body = {"data": "shapes", "name": "apitrained", "rank": 2, "alpha": 1, "steps": 2}
     queued = client.post("/loradeck/v1/train", json=body)
     assert queued.status_code == 202
     api_job = studio.job(queued.json()["job_id"])

@@ -49,11 +49,18 @@ class ModuleDelta:
         """ΔW flattened to [out, in·kh·kw], float32."""
         if self.dense is not None:
             return self.dense
+        assert self.up is not None and self.down is not None
         return self.up @ self.down
+
+    def matrix_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stored (up, down) of a factored ΔW (``dense`` is None)."""
+        assert self.up is not None and self.down is not None
+        return self.up, self.down
 
     def lowrank(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact (up, down): the stored factors, or a thin SVD of the dense ΔW cut at its numerical rank."""
         if self.up is not None:
+            assert self.down is not None
             return self.up, self.down
         u, s, vh = torch.linalg.svd(self.dense, full_matrices=False)
         keep = max(1, int((s > s[0] * 1e-7).sum())) if s.numel() and s[0] > 0 else 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from loradeck.families import Family
 from loradeck.lora.keymap import keymap_for_family
@@ -35,13 +36,14 @@ def module_shapes(family: Family) -> dict[str, tuple[int, ...]]:
         unet_cfg, te_cfgs = demo_config("unet"), {"te1": demo_config("text_encoder")}
     else:
         folder = family.config_dir
+        assert folder is not None  # families without shipped configs returned above
         unet_cfg, te_cfgs = _config(folder, "unet"), {"te1": _config(folder, "text_encoder")}
         if family is Family.SDXL:
             te_cfgs["te2"] = _config(folder, "text_encoder_2")
     with init_empty_weights():
         comps = {"unet": UNet2DConditionModel.from_config(unet_cfg)}
-        for comp, cfg in te_cfgs.items():
-            cfg = cfg if isinstance(cfg, CLIPTextConfig) else CLIPTextConfig(**cfg)
+        for comp, raw in te_cfgs.items():
+            cfg: Any = raw if isinstance(raw, CLIPTextConfig) else CLIPTextConfig(**raw)
             with_proj = "CLIPTextModelWithProjection" in (getattr(cfg, "architectures", None) or [])
             comps[comp] = (CLIPTextModelWithProjection if with_proj else CLIPTextModel)(cfg)
     out: dict[str, tuple[int, ...]] = {}

@@ -82,10 +82,10 @@ def concat_merge(
 def summed_svd(parts: list[tuple[ModuleDelta, float]]):
     """SVD of Σ w·ΔW: factored when every part has factors, else of the dense sum."""
     if all(d.dense is None for d, _ in parts):
-        up = torch.cat([d.up * w for d, w in parts], 1)
-        down = torch.cat([d.down for d, _ in parts], 0)
+        up = torch.cat([d.matrix_factors()[0] * w for d, w in parts], 1)
+        down = torch.cat([d.matrix_factors()[1] for d, _ in parts], 0)
         return factored_svd(up, down)
-    total = sum(d.matrix() * w for d, w in parts)
+    total = torch.stack([d.matrix() * w for d, w in parts]).sum(0)
     return dense_svd(total)
 
 

@@ -28,9 +28,9 @@ def resize(
     names = list(deltas.modules)
     for i, name in enumerate(names):
         d = deltas.modules[name].to(device)
-        u, s, vh = factored_svd(d.up, d.down) if d.dense is None else dense_svd(d.dense)
+        u, s, vh = dense_svd(d.dense) if d.dense is not None else factored_svd(*d.matrix_factors())
         cap = (conv_rank or rank) if d.is_conv3 else rank
-        k = dynamic_rank(s, method, param) if method else (cap or s.numel())
+        k = dynamic_rank(s, method, param) if method and param is not None else (cap or s.numel())
         k = max(1, min(k, cap or k, s.numel()))
         up, down = split(u, s, vh, k)
         out.append(LowRankModule(name, d.shape, up, down, alpha=d.scale * k))
