@@ -87,7 +87,8 @@ def stack_prompt(i: int, stacks: int) -> str:
 def run_round(studio: Studio, *, affinity: bool, requests: int, stacks: int, steps: int) -> tuple[float, int]:
     """Seconds for all requests and the number of stack switches the queue made."""
     app = create_app(studio, affinity=affinity, fairness=4 if affinity else 0)
-    queue = app.state.loradeck.queue
+    queue = studio.queue.start()  # the studio's one device queue (it outlives each round's app)
+    switches_before = queue.switches
     bodies = [
         {
             "prompt": stack_prompt(i, stacks),
@@ -113,7 +114,7 @@ def run_round(studio: Studio, *, affinity: bool, requests: int, stacks: int, ste
     bad = [r.status_code for r in responses if r.status_code != 200]
     if bad:
         raise SystemExit(f"requests failed: {bad[:3]}")
-    return seconds, queue.switches
+    return seconds, queue.switches - switches_before
 
 
 def main() -> None:
