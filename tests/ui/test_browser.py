@@ -207,15 +207,15 @@ def test_failures_show_their_reason_in_the_page(site, browser):
     page.fill("#ld-prompt textarea", "a blue square <lora:nosuchlora:1>")
     page.focus("#ld-prompt textarea")
     page.keyboard.press("Control+Enter")
-    page.wait_for_selector("#ld-status .ld-status-warning")
+    page.wait_for_selector("#ld-status .ld-status-error")  # a LoRA that did nothing is an error line (issue 15)
     assert "LoRA not found: nosuchlora" in page.locator("#ld-status").inner_text()
     assert "not in the library" in page.locator("#ld-weight-0").inner_text()
 
     # a checkpoint that cannot be loaded: its sentence in the status box, the picker back on the model in use
     page.click("#ld-checkpoint input")
     page.click("[role=option]:has-text('broken.safetensors')")
-    page.wait_for_selector("#ld-status .ld-status-error")
-    text = page.locator("#ld-status").inner_text()
+    page.wait_for_function("document.querySelector('#ld-status').innerText.includes('broken.safetensors')")
+    text = page.locator("#ld-status .ld-status-error").inner_text()
     assert "broken.safetensors" in text and "no Stable Diffusion U-Net" in text
     page.wait_for_function("document.querySelector('#ld-checkpoint input').value === 'demo'")
 
