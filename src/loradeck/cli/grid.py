@@ -62,13 +62,7 @@ def grid(
 
         result = studio.grid(request, on_progress=on_progress)
     if as_json:
-        print(json.dumps({
-            "grid": str(result.grid_path) if result.grid_path else None,
-            "cells": [str(c.images[0].path) if c.images else None for c in result.cells],
-            "order": result.order, "lora_merges": result.merges, "stack_switches": result.stack_switches,
-            "checkpoint_loads": result.checkpoint_loads, "warnings": result.warnings,
-            "interrupted": result.interrupted,
-        }, indent=2))  # fmt: skip
+        print(json.dumps(result.to_dict(), indent=2))
         return
     for warning in result.warnings:
         warn(warning)

@@ -201,8 +201,6 @@ def make_axis(kind: str, target: str, raw_values: list[str]) -> Axis:
     if not raw_values:
         raise InvalidRequest(f"The grid axis {kind} has no values.")
     values = expand_ranges(raw_values, spec.numeric) if spec.numeric else [spec.parse(v) for v in raw_values]
-    if kind == "sr" and len(values) < 1:
-        raise InvalidRequest("Prompt S/R needs the text to search for as its first value.")
     label = f"LoRA {target}" if kind == "lora" else spec.label
     return Axis(kind, target, tuple(values), label)
 

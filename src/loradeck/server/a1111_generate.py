@@ -195,7 +195,7 @@ async def img2img(body: Img2ImgRequest, request: Request) -> GenerationResponse:
 
     req = to_generation_request(body, options=honoured_options(state_of(request)), kind="img2img")
     req.width, req.height = body.width, body.height
-    check_request(req, state_of(request).limits)  # before decoding a picture of a refused size
+    check_request(req, state_of(request).studio.settings.limits)  # before decoding a picture of a refused size
     req.init_image = await anyio.to_thread.run_sync(prepare)
     multiplier = body.initial_noise_multiplier
     if multiplier is None:

@@ -139,18 +139,5 @@ def grid(body: GridBody, request: Request) -> dict[str, Any]:
     axes = [parse_axis(a) if a else None for a in (body.x, body.y, body.z)]
     if not any(axes):
         raise InvalidRequest("Give at least one axis: x, y or z.")
-    job = state.studio.submit_grid(GridRequest(base, *axes), describe=_describe)
+    job = state.studio.submit_grid(GridRequest(base, *axes), describe=GridResult.to_dict)
     return {"job_id": job.id, "status_url": f"/loradeck/v1/jobs/{job.id}"}
-
-
-def _describe(result: GridResult) -> dict[str, Any]:
-    return {
-        "grid": str(result.grid_path) if result.grid_path else None,
-        "cells": [str(c.images[0].path) if c.images and c.images[0].path else None for c in result.cells],
-        "order": result.order,
-        "lora_merges": result.merges,
-        "stack_switches": result.stack_switches,
-        "checkpoint_loads": result.checkpoint_loads,
-        "warnings": result.warnings,
-        "interrupted": result.interrupted,
-    }

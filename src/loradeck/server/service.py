@@ -11,7 +11,6 @@ from loradeck.demo.paths import DEMO
 from loradeck.errors import CheckpointNotFound, ModelLoadError
 from loradeck.services.jobs import Job, JobQueue
 from loradeck.services.studio import Studio
-from loradeck.settings import Limits
 
 __all__ = ["DEMO", "ServerState"]
 
@@ -21,10 +20,6 @@ class ServerState:
     studio: Studio
     options: dict[str, Any] = field(default_factory=dict)  # other options clients set (kept and echoed)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def limits(self) -> Limits:
-        return self.studio.settings.limits
 
     def switch_checkpoint(self, name: str) -> Job:
         """Queue the load of a checkpoint named over the network (422 for a path, 404 for an unknown name now)."""

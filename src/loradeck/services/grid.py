@@ -64,6 +64,19 @@ class GridResult:
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        """What the CLI's --json and the jobs route show: the files written and what the run cost."""
+        return {
+            "grid": str(self.grid_path) if self.grid_path else None,
+            "cells": [str(c.images[0].path) if c.images and c.images[0].path else None for c in self.cells],
+            "order": self.order,
+            "lora_merges": self.merges,
+            "stack_switches": self.stack_switches,
+            "checkpoint_loads": self.checkpoint_loads,
+            "warnings": self.warnings,
+            "interrupted": self.interrupted,
+        }
+
     @property
     def cell_images(self) -> list[Image.Image]:
         return [c.images[0].image for c in self.cells if c.images]

@@ -197,10 +197,6 @@ class JobQueue:
         with self._cond:
             return self._pending.index(job) if job in self._pending else None
 
-    def busy(self) -> bool:
-        with self._cond:
-            return bool(self._pending) or self.running is not None
-
     def wait_idle(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:

@@ -122,7 +122,6 @@ def plan_generation(
 ) -> GenerationPlan:
     """Check, resolve and fix every choice of ``request`` on ``checkpoint``. Raises InvalidRequest (one sentence);
     an unknown LoRA or one for another family is a warning, and the picture is drawn with the rest (A1111)."""
-    check_request(request, settings.limits)
     warnings: list[str] = []
     if request.styles:  # before anything reads the prompt: a style may bring LoRA tags (A1111's order)
         styled, styled_negative, style_warnings = apply_styles(
@@ -130,7 +129,7 @@ def plan_generation(
         )
         warnings += style_warnings
         request = replace(request, prompt=styled, negative_prompt=styled_negative, styles=[])
-        check_request(request, settings.limits)
+    check_request(request, settings.limits)  # after the styles: they lengthen the prompt
     sampler, schedule = resolve_sampler_schedule(request.sampler, request.scheduler)
     request = _with_seeds(request)
 
