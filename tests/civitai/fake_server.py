@@ -282,7 +282,10 @@ class FakeCivitai:
         return _json(404, {"error": "Not found"})
 
     def _search(self, query: dict[str, list[str]]) -> Reply:
-        limit = int(query.get("limit", ["100"])[0])
+        try:  # Civitai answers a 400 with an error object for fields it cannot read
+            limit, start = int(query.get("limit", ["100"])[0]), int(query.get("cursor", ["0"])[0])
+        except ValueError:
+            return _json(400, {"error": "limit and cursor must be numbers"})
         if limit > 100:
             return _json(400, {"error": "limit must be at most 100"})
         text = query.get("query", [""])[0].lower()
@@ -296,7 +299,6 @@ class FakeCivitai:
             and (not bases or e.version["baseModel"] in bases)
             and (nsfw or not e.model["nsfw"])
         ]
-        start = int(query.get("cursor", ["0"])[0])
         page = hits[start : start + limit]
         meta: dict[str, Any] = {}
         if start + limit < len(hits):

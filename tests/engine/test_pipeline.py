@@ -82,6 +82,17 @@ def test_img2img_keeps_the_picture_at_low_strength(runner, cond):
     assert np.abs(far.astype(int) - init).mean() > np.abs(out.astype(int) - init).mean()
 
 
+@pytest.mark.parametrize(("steps", "strength", "as_if"), [(1, 0.75, 1.0), (20, 0.01, 0.05), (49, 0.001, 1 / 49)])
+def test_img2img_too_weak_for_one_step_runs_one_step_as_a1111(runner, cond, steps, strength, as_if):
+    """int(steps·strength) = 0 would run no step (diffusers fails); A1111 runs one from the last step's noise."""
+    from PIL import Image
+
+    init = Image.fromarray(np.full((32, 32, 3), 128, np.uint8))
+    weak = _run(runner, cond, [2], init_image=init, denoising_strength=strength, steps=steps)[0]
+    one_step = _run(runner, cond, [2], init_image=init, denoising_strength=min(1.0, as_if * 1.0001), steps=steps)[0]
+    assert (weak == one_step).all()
+
+
 def test_impossible_size(runner, cond):
     with pytest.raises(InvalidRequest, match="multiples of 8"):
         _run(runner, cond, [1], width=33)

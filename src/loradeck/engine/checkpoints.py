@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from loradeck.empty_init import BUILD_LOCK, empty_weights
 from loradeck.engine.checkpoint_files import CheckpointFile, open_checkpoint
 from loradeck.engine.family import detect_checkpoint_family, sidecar_yaml
 from loradeck.engine.tokenizers import find_tokenizers
@@ -61,7 +61,11 @@ def load_base_model(
     Raises FormatError (unreadable file) or ModelLoadError (unsupported model, missing tokenizer), each naming
     the source.
     """
-    path = Path(source).expanduser()
+    with BUILD_LOCK:  # diffusers and transformers build on the meta device too (see loradeck.empty_init)
+        return _load(Path(source).expanduser(), device, dtype, tokenizer_dir, prediction)
+
+
+def _load(path: Path, device, dtype: torch.dtype, tokenizer_dir, prediction: str | None) -> BaseModel:
     if prediction is not None and prediction not in PREDICTIONS:
         raise ModelLoadError(f"unknown prediction type {prediction!r} (use 'v' or 'epsilon')")
     if path.is_dir():
@@ -104,7 +108,7 @@ def _load_single_file(
         by_comp.setdefault(rule.component, []).append(rule)
 
     def build(comp: str, make):
-        with init_empty_weights(include_buffers=False):
+        with empty_weights():
             model = make()
         return _fill(model, comp, by_comp.get(comp, []), ckpt, device, dtype)
 

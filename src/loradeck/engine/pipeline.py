@@ -196,6 +196,10 @@ class Runner:
         pipe = self.img2img if init_image is not None else self.txt2img
         pipe.scheduler = scheduler
         total = steps if init_image is None else max(1, int(steps * min(denoising_strength, 1.0)))
+        if init_image is not None and int(steps * min(denoising_strength, 1.0)) < 1:
+            # diffusers would run int(steps·strength) = 0 steps and fail; A1111 runs one, from the noise level of
+            # the last of ``steps`` steps (the whole schedule when steps = 1). The margin survives 1/49·49 < 1.
+            denoising_strength = min(1.0, (1 + 1e-6) / steps)
 
         current = [cond]
 

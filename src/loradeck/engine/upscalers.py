@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from loradeck.empty_init import BUILD_LOCK
 from loradeck.errors import InvalidRequest, ModelLoadError
 
 PIXEL_UPSCALERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
@@ -119,7 +120,8 @@ def load_upscaler(path: Path) -> Any:
     spandrel = import_spandrel()
     state = spandrel.canonicalize_state_dict(read_state_dict(path))
     try:
-        model = spandrel.ModelLoader(registry=spandrel.MAIN_REGISTRY).load_from_state_dict(state)
+        with BUILD_LOCK:  # spandrel builds real modules: not while another thread builds on the meta device
+            model = spandrel.ModelLoader(registry=spandrel.MAIN_REGISTRY).load_from_state_dict(state)
     except Exception as exc:
         raise ModelLoadError(f"{path.name} is not an upscaler model spandrel knows ({exc}).") from None
     if not isinstance(model, spandrel.ImageModelDescriptor):

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from loradeck.errors import LoraNotFound, ModelLoadError
+from loradeck.errors import CheckpointNotFound, LoraNotFound, ModelLoadError
 from loradeck.formats.hashes import hash_file, valid_hash
 from loradeck.library.entries import CheckpointEntry, LoraEntry, ScanError
 from loradeck.library.index import LibraryIndex
@@ -238,7 +238,7 @@ class Library:
         pool = [c.name for c in self._checkpoints] + [c.stem for c in self._checkpoints]
         close = difflib.get_close_matches(str(name_or_path), pool, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else f" (nothing matches in {self.checkpoint_dir})"
-        raise ModelLoadError(f"Checkpoint not found: {name_or_path}{hint}")
+        raise CheckpointNotFound(f"Checkpoint not found: {name_or_path}{hint}")
 
     def _find_checkpoint(self, key: str) -> CheckpointEntry | None:
         key = key.replace("\\", "/")

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from accelerate import init_empty_weights
 from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from loradeck.empty_init import empty_weights
 from loradeck.errors import FormatError, InvalidRequest
 from loradeck.formats.ldm_configs import infer_configs
 from loradeck.formats.ldm_family import detect_checkpoint_family
@@ -41,7 +41,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
 
 def module_from_state(model_cls_or_factory, state: dict[str, torch.Tensor], path: Path, comp: str):
     """A model whose parameters ARE the given tensors (no copy, no random init)."""
-    with init_empty_weights(include_buffers=False):
+    with empty_weights():
         model = model_cls_or_factory()
     try:
         model.load_state_dict(state, strict=True, assign=True)

@@ -102,6 +102,8 @@ def status_for(exc: LoradeckError) -> int:
     if isinstance(exc, Cancelled):
         return 409
     if isinstance(exc, UpstreamError):  # Civitai's own 401/403 must not read as ours: the upstream failed
+        if exc.status in (400, 422):  # it refused what the client asked for (a search field, a cursor)
+            return 422
         return 404 if exc.status in (404, 410) else 502
     return 400
 

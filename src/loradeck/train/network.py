@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from loradeck.empty_init import BUILD_LOCK
 from loradeck.lora.keymap import KeyMap, ModuleRef
 
 
@@ -110,7 +111,9 @@ class LoraNetwork:
                     continue
             else:
                 r, a = rank, alpha
-            net._place(name, ref, LoraWrapper(layer, r, a))
+            with BUILD_LOCK:  # never on the meta device another thread may have switched on
+                wrapper = LoraWrapper(layer, r, a)
+            net._place(name, ref, wrapper)
         return net
 
     def _place(self, name: str, ref: ModuleRef, wrapper: LoraWrapper) -> None:

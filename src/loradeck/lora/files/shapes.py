@@ -12,6 +12,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from loradeck.empty_init import empty_weights
 from loradeck.families import Family
 from loradeck.lora.keymap import keymap_for_family
 
@@ -26,7 +27,6 @@ def module_shapes(family: Family) -> dict[str, tuple[int, ...]]:
     """Canonical kohya name → weight shape for ``family``; empty for an unknown family."""
     if family is Family.UNKNOWN or (family is not Family.DEMO and family.config_dir is None):
         return {}
-    from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -40,7 +40,7 @@ def module_shapes(family: Family) -> dict[str, tuple[int, ...]]:
         unet_cfg, te_cfgs = _config(folder, "unet"), {"te1": _config(folder, "text_encoder")}
         if family is Family.SDXL:
             te_cfgs["te2"] = _config(folder, "text_encoder_2")
-    with init_empty_weights():
+    with empty_weights():
         comps = {"unet": UNet2DConditionModel.from_config(unet_cfg)}
         for comp, raw in te_cfgs.items():
             cfg: Any = raw if isinstance(raw, CLIPTextConfig) else CLIPTextConfig(**raw)
