@@ -117,3 +117,4 @@ class GenerationResult:
     lora_hashes: str = ""  # A1111's "Lora hashes" value
     lora_recomputed: int = 0  # weights the patcher re-merged for this job (0: the stack was already merged)
     lora_coverage: list[Any] = field(default_factory=list)  # loradeck.lora.coverage.LoraCoverage, one per LoRA
+    inpainting_model: bool = False  # drawn by a 9-channel inpainting U-Net (mask + masked-picture conditioning)

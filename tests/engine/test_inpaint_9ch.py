@@ -109,3 +109,24 @@ def test_a_4_channel_lora_on_the_first_conv_is_zero_padded(studio):
     expected = (up * 0.3).flatten(1) @ (down * 0.3).flatten(1)
     torch.testing.assert_close(delta[:, :4].flatten(1), expected, rtol=1e-3, atol=1e-4)
     assert torch.equal(delta[:, 4:], torch.zeros_like(delta[:, 4:]))
+
+
+def test_the_api_says_when_inpainting_conditioning_is_used(studio, tmp_path):
+    """A1111's ``info.is_using_inpainting_conditioning``: true on a 9-channel model (txt2img too), false otherwise."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from loradeck.server import create_app
+    from loradeck.services.studio import Studio
+
+    body = {"prompt": "a cat", "seed": 1, "steps": 1, "width": 64, "height": 64}
+    with TestClient(create_app(studio)) as http:
+        answer = http.post(
+            "/sdapi/v1/txt2img", json=body | {"override_settings": {"sd_model_checkpoint": "tiny-inpainting"}}
+        )
+    assert answer.status_code == 200, answer.text
+    assert json.loads(answer.json()["info"])["is_using_inpainting_conditioning"] is True
+    with TestClient(create_app(Studio(home=tmp_path / "plain"))) as http:  # the 4-channel demo model
+        answer = http.post("/sdapi/v1/txt2img", json=body | {"width": 32, "height": 32})
+    assert json.loads(answer.json()["info"])["is_using_inpainting_conditioning"] is False

@@ -135,7 +135,8 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
         "styles": body.styles or [],
         "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
         "clip_skip": req.clip_skip,
-        "is_using_inpainting_conditioning": False,  # normal checkpoints: latent blending, no mask conditioning
+        # A1111: true whenever the U-Net takes mask conditioning (9-channel inpainting models, txt2img too)
+        "is_using_inpainting_conditioning": result.inpainting_model,
         "version": f"loradeck {__version__}",
         "interrupted": result.interrupted,
         "warnings": result.warnings + field_warnings(body),

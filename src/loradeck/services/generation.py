@@ -95,6 +95,7 @@ def run_plan(
         lora_hashes=plan.lora_hashes,
         lora_recomputed=report.recomputed,
         lora_coverage=coverage,
+        inpainting_model=model.runner.nine is not None,
     )
 
 

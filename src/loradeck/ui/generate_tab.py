@@ -20,6 +20,7 @@ from loradeck.ui import status
 from loradeck.ui.catalog import LoraCatalog
 from loradeck.ui.fields import FORM_FIELDS, build_request, fields_from_infotext, seed_of
 from loradeck.ui.generation import Run, Runs, progress_html
+from loradeck.ui.img2img import apply_img2img, build_img2img
 from loradeck.ui.lora_cards import CardsSection, build_cards, cards_html
 from loradeck.ui.weights import MAX_SLOTS, normalise, prompt_loras, set_weight
 
@@ -142,6 +143,7 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
                     variation_strength = gr.Slider(
                         0, 1, 0, step=0.01, label="Variation strength", elem_id="ld-variation-strength"
                     )
+            img2img = build_img2img(gr)
             with gr.Group(elem_id="ld-weights", elem_classes="ld-weights"):
                 gr.Markdown("**LoRA weights in this prompt**", elem_classes="ld-weights-title")
                 sliders = [
@@ -219,6 +221,14 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
         hr_denoise_,
         variation_seed_,
         variation_strength_,
+        init_picture,
+        mask,
+        denoise,
+        blur,
+        content,
+        area,
+        padding,
+        invert,
         model,
         request: gr.Request,
     ):
@@ -227,6 +237,7 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
         values = dict(zip(FORM_FIELDS, given, strict=True))
         try:
             req = build_request(values, None if model == DEMO else model)
+            req = apply_img2img(req, [init_picture, mask, denoise, blur, content, area, padding, invert])
         except LoradeckError as exc:
             yield {status_box: status.error(str(exc)), progress: progress_html(0, "Not started", state="error")}
             return
@@ -267,7 +278,8 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
         }
 
     outputs = [status_box, progress, preview, gallery, infotexts, selected, infotext]
-    generate.click(run_generation, [*form, checkpoint], outputs, concurrency_limit=None, show_progress="hidden")
+    inputs = [*form, *img2img.inputs, checkpoint]
+    generate.click(run_generation, inputs, outputs, concurrency_limit=None, show_progress="hidden")
 
     def stop(which: str, request: gr.Request):
         run = runs.current(request.session_hash or "default")
