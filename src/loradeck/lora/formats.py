@@ -31,6 +31,7 @@ _KOHYA_PARAMS = {
     "down.weight": "lora_down.weight",
     "up.weight": "lora_up.weight",
     **{p: p for p in ("alpha", "dora_scale", "scale", "on_input", "weight", "diff", "diff_b", "w_norm", "b_norm")},
+    "bias": "bias",  # A1111's extra weight delta (network.py finalize_updown), not the layer's bias: see lora/math.py
     **{p: p for p in ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")},
     **{p: p for p in ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t1", "lokr_t2")},
     **{p: p for p in ("a1.weight", "a2.weight", "b1.weight", "b2.weight", "bm.weight", "oft_blocks", "oft_diag")},
@@ -209,6 +210,8 @@ def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
         if kind is None:
             unparsed.extend(params.values())
             continue
+        if kind == "norm" and "bias" in params:  # a norm delta has b_norm for its bias; a `bias` there means nothing
+            unparsed.append(params.pop("bias"))
         if kind in ("glora", "oft"):
             label = {"glora": "GLoRA", "oft": "OFT/BOFT"}[kind]
             raise FormatError(path, f"is a {label} LoRA, which loradeck does not support (module {name})")
