@@ -16,6 +16,7 @@ import torch
 
 from loradeck.errors import FormatError
 from loradeck.families import Family
+from loradeck.formats.embeddings import Embedding, embedding_from_data
 from loradeck.lora.spec import LoraFile, ModuleSpec
 from loradeck.lora.validate import check_header, check_tensors
 
@@ -195,9 +196,39 @@ def describe_format(specs: dict[str, ModuleSpec]) -> str:
     return "+".join(kinds) if kinds else "unknown"
 
 
+BUNDLE_PREFIX = "bundle_emb."
+
+
+def bundled_embeddings(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[dict[str, Embedding], list[str]]:
+    """The textual-inversion embeddings bundled in a LoRA (A1111 1.7+ ``networks.py``): ``bundle_emb.NAME.KEY``
+    with KEY ``string_to_param.*``, ``clip_l``/``clip_g`` or ``emb_params``; → ({name: Embedding}, keys that
+    name no embedding). A bundled embedding that is not one raises FormatError, as any bad module does."""
+    grouped: dict[str, dict[str, object]] = {}
+    odd: list[str] = []
+    for key, tensor in tensors.items():
+        if not key.startswith(BUNDLE_PREFIX):
+            continue
+        name, dot, part = key[len(BUNDLE_PREFIX) :].partition(".")
+        if not name or not dot or not part:
+            odd.append(key)
+            continue
+        entry = grouped.setdefault(name, {})
+        head, _, sub = part.partition(".")
+        if head == "string_to_param":
+            entry["string_to_param"] = {sub or "*": tensor}
+        else:
+            entry[part] = tensor
+    found = {name: embedding_from_data(data, name, f"{path}/{name}") for name, data in grouped.items()}
+    return found, odd
+
+
 def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> LoraFile:
     """Build a LoraFile from tensors; raise FormatError for NaN/Inf, inconsistent shapes or refused formats."""
+    embeddings, odd_keys = bundled_embeddings(path, tensors)
+    if embeddings or odd_keys:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(BUNDLE_PREFIX)}
     groups, unparsed, layout = group_keys(list(tensors))
+    unparsed += odd_keys
     for name, params in groups.items():  # validated before anything reads a shape (family detection does)
         kind = module_kind(set(params))
         if kind is not None and kind not in ("glora", "oft"):
@@ -221,9 +252,9 @@ def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
             name=name, kind=kind, tensors={p: tensors[k] for p, k in params.items()}, keys=list(params.values())
         )
         specs[name] = spec
-    if not specs:
+    if not specs and not embeddings:
         raise FormatError(path, "contains no LoRA module this program recognises")
-    return LoraFile(path, metadata, family, describe_format(specs), layout, specs, sorted(unparsed))
+    return LoraFile(path, metadata, family, describe_format(specs), layout, specs, sorted(unparsed), embeddings)
 
 
 def load_lora(path: str | Path, device: str | torch.device = "cpu") -> LoraFile:

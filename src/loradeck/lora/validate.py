@@ -119,8 +119,8 @@ def _lora_problem(s: dict[str, tuple[int, ...]]) -> str | None:
     elif up[1] != down[0]:
         return f"lora_up rank {up[1]} but lora_down rank {down[0]}"
     if "bias" in s:  # A1111's extra weight delta: one value per element of ΔW
-        mid = s.get("lora_mid.weight")
-        n = up[0] * math.prod(down[1:]) * (math.prod(mid[2:]) if mid else 1)
+        kernel = s.get("lora_mid.weight", (1, 1))[2:]
+        n = up[0] * math.prod(down[1:]) * math.prod(kernel)
         if math.prod(s["bias"]) != n:
             return f"bias {list(s['bias'])} has {math.prod(s['bias'])} values, but the weight delta has {n}"
     return None
