@@ -59,3 +59,17 @@ def test_hash_notes_name_a_changed_or_missing_embedding(tmp_path):
         f"The picture's embedding gone ({sha['renamed']}) is not in the embeddings folder; renamed.safetensors has "
         "its hash.",
     ]
+
+
+def test_embeddings_list(home, tmp_path):
+    import json
+
+    folder = home / "models" / "embeddings"
+    folder.mkdir(parents=True)
+    save_file({"clip_l": torch.zeros(2, 768), "clip_g": torch.zeros(2, 1280)}, str(folder / "xl.safetensors"))
+    (folder / "bad.pt").write_bytes(b"nonsense")
+    rows = json.loads(runner.invoke(app, ["embeddings", "--json"]).stdout)
+    assert [(r["name"], r.get("family"), r.get("vectors"), r.get("shape")) for r in rows[:1]] == [("xl", "sdxl", 2, 2048)]
+    assert rows[1]["unreadable"] and rows[1]["error"].startswith(f"{folder / 'bad.pt'}: ")
+    table = runner.invoke(app, ["embeddings"])
+    assert table.exit_code == 0 and "xl" in table.output and "unreadable" in table.output
