@@ -151,7 +151,12 @@ def encode_prompt_pair(
     if zero_empty_negative is None:
         zero_empty_negative = family == Family.SDXL
 
-    usable = {n: e for n, e in (embeddings or {}).items() if len(e.parts) == len(text_encoders)}
+    widths = [int(e.get_input_embeddings().embedding_dim) for e in text_encoders] if embeddings else []
+    usable = {  # one vector table per encoder, each as wide as its encoder's token embeddings; others never match
+        n: e
+        for n, e in (embeddings or {}).items()
+        if [int(p.shape[1]) for p in e.parts] == widths
+    }
     counts = {n: e.vectors for n, e in usable.items()}
     names = [EmbeddingNames.build(counts, tok) if usable else None for tok in tokenizers]
     texts = list(dict.fromkeys(prompts + negatives))  # each distinct text once

@@ -47,8 +47,9 @@ def job_embeddings(
     loaded: dict[str, Embedding] = {}
     hashes_of: dict[str, str] = {}
     skipped: dict[str, Embedding] = {}
+    fits = family is not Family.UNKNOWN
     for entry in folder:
-        if entry.family is family:
+        if fits and entry.family is family:
             loaded[entry.name] = entry.embedding
             hashes_of[entry.name] = entry.short_hash
         else:
@@ -57,7 +58,7 @@ def job_embeddings(
         for name, embedding in getattr(lora, "embeddings", {}).items():
             if name in loaded:
                 continue  # A1111: "Skip bundle embedding … already loaded from embeddings folder"
-            if embedding.family is family:
+            if fits and embedding.family is family:
                 loaded[name] = embedding
             else:
                 skipped.setdefault(name, embedding)
@@ -95,7 +96,8 @@ def a1111_listing(entries: Sequence[EmbeddingEntry], family: Family) -> dict[str
     each ``{name: {step, sd_checkpoint, sd_checkpoint_name, shape, vectors}}``."""
     out: dict[str, dict[str, Any]] = {"loaded": {}, "skipped": {}}
     for entry in entries:
-        out["loaded" if entry.family is family else "skipped"][entry.name] = entry.embedding.a1111()
+        fits = entry.family is family and family is not Family.UNKNOWN
+        out["loaded" if fits else "skipped"][entry.name] = entry.embedding.a1111()
     return out
 
 

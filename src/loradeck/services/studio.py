@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from PIL import Image
 
 from loradeck.demo.paths import DEMO, demo_lora_dir, demo_native_size
-from loradeck.errors import Cancelled, CheckpointNotFound, ModelLoadError
+from loradeck.errors import Cancelled, CheckpointNotFound, LoradeckError, ModelLoadError
 from loradeck.families import Family
 from loradeck.library import Library
 from loradeck.library.entries import LoraEntry
@@ -101,7 +101,10 @@ class Studio:
         """A1111's ``/sdapi/v1/embeddings`` for the current checkpoint (``services/embeddings.a1111_listing``)."""
         from loradeck.services.embeddings import a1111_listing
 
-        family = self._planned_checkpoint(self.checkpoint_title(self.checkpoint)).family
+        try:
+            family = self._planned_checkpoint(self.checkpoint).family
+        except LoradeckError:  # the current checkpoint's file is gone: nothing is "loaded", the list still answers
+            family = Family.UNKNOWN
         return a1111_listing(self.embeddings(), family)
 
     def embedding_hash_notes(self, hashes: dict[str, str]) -> list[str]:
