@@ -32,6 +32,7 @@ class Settings:
     home: Path = field(default_factory=default_home)
     models_dir: Path | None = None  # default <home>/models/Stable-diffusion
     lora_dir: Path | None = None  # default <home>/models/Lora
+    embeddings_dir: Path | None = None  # an A1111 embeddings/ folder, scanned before <home>/models/embeddings
     outputs_dir: Path | None = None  # default <home>/outputs
     device: str = "auto"  # auto | cuda | mps | cpu
     dtype: str = "auto"  # auto | fp32 | fp16 | bf16
@@ -56,6 +57,12 @@ class Settings:
     @property
     def lora_path(self) -> Path:
         return self.lora_dir or self.home / "models" / "Lora"
+
+    @property
+    def embedding_roots(self) -> tuple[Path, ...]:
+        """Textual-inversion folders: ``embeddings_dir`` (when set), then ``<home>/models/embeddings``."""
+        home = self.home / "models" / "embeddings"
+        return (self.embeddings_dir, home) if self.embeddings_dir and self.embeddings_dir != home else (home,)
 
     @property
     def outputs_path(self) -> Path:
@@ -86,6 +93,7 @@ class Settings:
 _ENV = {
     "LORADECK_MODELS_DIR": "models_dir",
     "LORADECK_LORA_DIR": "lora_dir",
+    "LORADECK_EMBEDDINGS_DIR": "embeddings_dir",
     "LORADECK_OUTPUTS_DIR": "outputs_dir",
     "LORADECK_DEVICE": "device",
     "LORADECK_DTYPE": "dtype",
@@ -95,7 +103,7 @@ _ENV = {
     "LORADECK_DATASETS_DIR": "datasets_dir",
     "LORADECK_ALLOWED_PATHS": "allowed_paths",  # several folders separated by os.pathsep (":" on Linux)
 }
-_PATHS = {"home", "models_dir", "lora_dir", "outputs_dir", "tokenizer_dir", "datasets_dir"}
+_PATHS = {"home", "models_dir", "lora_dir", "embeddings_dir", "outputs_dir", "tokenizer_dir", "datasets_dir"}
 
 
 def _coerce(name: str, value: Any) -> Any:

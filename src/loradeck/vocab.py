@@ -115,6 +115,7 @@ class GenerationResult:
     height: int = 0
     stack_key: tuple = ()  # the LoRA-stack identity the queue used (GenerationPlan.stack_key)
     lora_hashes: str = ""  # A1111's "Lora hashes" value
+    ti_hashes: str = ""  # A1111's "TI hashes" value: the textual-inversion embeddings the prompts used
     lora_recomputed: int = 0  # weights the patcher re-merged for this job (0: the stack was already merged)
     lora_coverage: list[Any] = field(default_factory=list)  # loradeck.lora.coverage.LoraCoverage, one per LoRA
     inpainting_model: bool = False  # drawn by a 9-channel inpainting U-Net (mask + masked-picture conditioning)

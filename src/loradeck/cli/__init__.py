@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from loradeck.cli import civitai, generate, grid, lora, pnginfo, serve, train
+from loradeck.cli import civitai, embeddings, generate, grid, lora, pnginfo, serve, train
 
 app = typer.Typer(
     name="loradeck",
@@ -18,6 +18,7 @@ app.command("grid")(grid.grid)
 app.command("png-info")(pnginfo.png_info)
 app.command("serve")(serve.serve)
 app.add_typer(lora.app, name="lora")
+app.command("embeddings")(embeddings.embeddings)
 app.add_typer(civitai.app, name="civitai")
 app.command("train")(train.train)
 

@@ -16,6 +16,13 @@ ModelsDir = Annotated[
     Path | None, typer.Option("--models-dir", help="Checkpoint folder (default <home>/models/Stable-diffusion).")
 ]
 LoraDir = Annotated[Path | None, typer.Option("--lora-dir", help="LoRA folder (default <home>/models/Lora).")]
+EmbeddingsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--embeddings-dir",
+        help="An A1111 embeddings/ folder of textual-inversion files, scanned before <home>/models/embeddings.",
+    ),
+]
 
 
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:

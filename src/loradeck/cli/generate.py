@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio, plain, warn
+from loradeck.cli.common import EmbeddingsDir, LoraDir, ModelsDir, console, make_studio, plain, warn
 
 
 def generate(
@@ -67,6 +67,7 @@ def generate(
     out: Annotated[Path | None, typer.Option(help="Outputs folder (default <home>/outputs).")] = None,
     models_dir: ModelsDir = None,
     lora_dir: LoraDir = None,
+    embeddings_dir: EmbeddingsDir = None,
     tokenizer: Annotated[Path | None, typer.Option(help="CLIP tokenizer folder for single-file checkpoints.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu.")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, fp32, fp16 or bf16.")] = None,
@@ -81,6 +82,7 @@ def generate(
     studio = make_studio(
         models_dir=models_dir,
         lora_dir=lora_dir,
+        embeddings_dir=embeddings_dir,
         outputs_dir=out,
         device=device,
         dtype=dtype,
@@ -92,6 +94,8 @@ def generate(
         from loradeck.prompt.pnginfo import request_from_png
 
         request = request_from_png(from_png)
+        for note in _embedding_notes(studio, from_png):
+            warn(note)
     else:
         if not prompt:
             raise typer.BadParameter("give a PROMPT or --from-png FILE")
@@ -144,6 +148,15 @@ def print_result_notes(result) -> None:
             console.print(plain("error: ", "bold red") + plain(c.line()), soft_wrap=True, highlight=False)
         else:
             console.print(plain(c.line()), highlight=False)
+
+
+def _embedding_notes(studio, png: Path) -> list[str]:
+    """The picture's ``TI hashes`` checked against the embeddings here: missing or different files, one line each."""
+    from loradeck.prompt.infotext import infotext_settings
+    from loradeck.prompt.pnginfo import read_infotext
+
+    hashes = infotext_settings(read_infotext(png) or "").ti_hashes
+    return studio.embedding_hash_notes(hashes) if hashes else []
 
 
 def _inpaint(path: Path, blur: int, fill: str, only_masked: bool, padding: int, invert: bool):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loradeck.cli.common import LoraDir, ModelsDir, console, make_studio
+from loradeck.cli.common import EmbeddingsDir, LoraDir, ModelsDir, console, make_studio
 
 
 def serve(
@@ -25,6 +25,7 @@ def serve(
     ] = 4,
     models_dir: ModelsDir = None,
     lora_dir: LoraDir = None,
+    embeddings_dir: EmbeddingsDir = None,
     device: Annotated[str | None, typer.Option(help="auto, cuda, mps or cpu.")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, fp32, fp16 or bf16.")] = None,
     allow_path: Annotated[
@@ -56,6 +57,7 @@ def serve(
     studio = make_studio(
         models_dir=models_dir,
         lora_dir=lora_dir,
+        embeddings_dir=embeddings_dir,
         device=device,
         dtype=dtype,
         datasets_dir=datasets_dir,

@@ -15,11 +15,17 @@ Emphasis "Original" scales each token's vector by its weight and then restores t
 (A1111 takes the mean over the whole batch; per prompt keeps an image reproducible on its own). The positive and
 negative prompts are padded to the same number of chunks with empty-prompt chunks (A1111's ``pad_cond_uncond``).
 Prompts must already have their ``<lora:…>`` tags removed (``loradeck.prompt.tags.parse_prompt(...).text``).
+
+Textual-inversion embeddings (``embeddings``: name → ``Embedding`` of the model's family) are found in the prompt as
+A1111 finds them (``loradeck.prompt.chunks``); their vectors replace the token embeddings at their places, for the
+forward pass of that chunk only (a hook on the encoder's token-embedding layer, removed right after): the model
+itself never changes, so nothing leaks into a later request. Emphasis weighs their outputs like any token's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +33,16 @@ import torch
 
 from loradeck.errors import InvalidRequest
 from loradeck.families import Family
-from loradeck.prompt.chunks import COMMA_BACKTRACK, EMPHASIS_MODES, PromptChunk, Vocab, pad_chunks, tokenize_prompt
+from loradeck.formats.embeddings import Embedding
+from loradeck.prompt.chunks import (
+    COMMA_BACKTRACK,
+    EMPHASIS_MODES,
+    EmbeddingNames,
+    PromptChunk,
+    Vocab,
+    pad_chunks,
+    tokenize_prompt,
+)
 from loradeck.prompt.editing import text_for_step
 
 Reader = Callable[[Any], torch.Tensor]  # text-encoder output → the hidden states to use, [chunks, 77, dim]
@@ -84,6 +99,7 @@ def encode_prompts(
     clip_skip: int = 1,
     emphasis: str = "Original",
     comma_backtrack: int = COMMA_BACKTRACK,
+    embeddings: Mapping[str, Embedding] | None = None,
 ) -> Conditioning:
     """Encode with a loaded model: any object with ``family``, ``tokenizer``, ``text_encoder`` (and, for SDXL,
     ``tokenizer_2``, ``text_encoder_2``) — a diffusers pipeline with a ``family`` attribute does too."""
@@ -102,6 +118,7 @@ def encode_prompts(
         clip_skip=clip_skip,
         emphasis=emphasis,
         comma_backtrack=comma_backtrack,
+        embeddings=embeddings,
     )
 
 
@@ -117,10 +134,12 @@ def encode_prompt_pair(
     emphasis: str = "Original",
     comma_backtrack: int = COMMA_BACKTRACK,
     zero_empty_negative: bool | None = None,
+    embeddings: Mapping[str, Embedding] | None = None,
 ) -> Conditioning:
     """Embeddings of a batch of prompts and their negatives. One tokenizer/encoder for SD1/SD2, two for SDXL.
 
-    ``zero_empty_negative`` (default: SDXL only) encodes an empty negative prompt as zeros.
+    ``zero_empty_negative`` (default: SDXL only) encodes an empty negative prompt as zeros. ``embeddings``: the
+    textual-inversion embeddings the prompts may name, each with one vector table per encoder (others are ignored).
     """
     if emphasis not in EMPHASIS_MODES:
         raise InvalidRequest(f"Unknown emphasis mode '{emphasis}'; valid modes are: {', '.join(EMPHASIS_MODES)}.")
@@ -132,10 +151,19 @@ def encode_prompt_pair(
     if zero_empty_negative is None:
         zero_empty_negative = family == Family.SDXL
 
+    widths = [int(e.get_input_embeddings().embedding_dim) for e in text_encoders] if embeddings else []
+    usable = {  # one vector table per encoder, each as wide as its encoder's token embeddings; others never match
+        n: e
+        for n, e in (embeddings or {}).items()
+        if [int(p.shape[1]) for p in e.parts] == widths
+    }
+    counts = {n: e.vectors for n, e in usable.items()}
+    names = [EmbeddingNames.build(counts, tok) if usable else None for tok in tokenizers]
     texts = list(dict.fromkeys(prompts + negatives))  # each distinct text once
     chunks = {
         text: [
-            tokenize_prompt(text, tok, emphasis=emphasis, comma_backtrack=comma_backtrack).chunks for tok in tokenizers
+            tokenize_prompt(text, tok, emphasis=emphasis, comma_backtrack=comma_backtrack, embeddings=found).chunks
+            for tok, found in zip(tokenizers, names, strict=True)
         ]
         for text in texts
     }
@@ -143,9 +171,11 @@ def encode_prompt_pair(
     encoded: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
     for text in texts:
         parts, pooled = [], None
-        for tok, encoder, reader, text_chunks in zip(tokenizers, text_encoders, readers, chunks[text], strict=True):
+        for i, (tok, encoder, reader, text_chunks) in enumerate(
+            zip(tokenizers, text_encoders, readers, chunks[text], strict=True)
+        ):
             padded = pad_chunks(text_chunks, n_chunks, Vocab.of(tok))
-            z, p = encode_chunks(encoder, reader, padded, emphasis)
+            z, p = encode_chunks(encoder, reader, padded, emphasis, lambda name, i=i: usable[name].parts[i])
             parts.append(z)
             pooled = p if p is not None else pooled
         encoded[text] = (torch.cat(parts, dim=-1), pooled)
@@ -167,24 +197,53 @@ def encode_prompt_pair(
 
 
 def encode_chunks(
-    encoder: torch.nn.Module, reader: Reader, chunks: list[PromptChunk], emphasis: str = "Original"
+    encoder: torch.nn.Module,
+    reader: Reader,
+    chunks: list[PromptChunk],
+    emphasis: str = "Original",
+    vectors: Callable[[str], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """([1, 77·n, dim] embeddings, pooled ``text_embeds`` of the first chunk or None) for one prompt's chunks.
 
     One forward per chunk, as A1111: a batched forward gives last-bit differences on CPU, and a one-chunk prompt must
-    equal diffusers' ``encode_prompt`` exactly.
+    equal diffusers' ``encode_prompt`` exactly. ``vectors(name)`` gives this encoder's vectors of an embedding the
+    chunks name (their ``fixes``).
     """
     device = next(encoder.parameters()).device
     zs, pooled = [], None
     for i, chunk in enumerate(chunks):
-        out = encoder(
-            input_ids=torch.tensor([chunk.tokens], dtype=torch.long, device=device), output_hidden_states=True
-        )
+        with _embedding_vectors(encoder, chunk.fixes, vectors):
+            out = encoder(
+                input_ids=torch.tensor([chunk.tokens], dtype=torch.long, device=device), output_hidden_states=True
+            )
         weights = torch.tensor([chunk.weights], dtype=torch.float32, device=device)
         zs.append(apply_emphasis(reader(out), weights, emphasis))
         if i == 0 and getattr(out, "text_embeds", None) is not None:
             pooled = out.text_embeds
     return torch.cat(zs, dim=1), pooled
+
+
+@contextmanager
+def _embedding_vectors(encoder: torch.nn.Module, fixes: list[tuple[int, str]], vectors: Callable[[str], Any] | None):
+    """While encoding one chunk: its embeddings' vectors in place of the placeholders' token embeddings (A1111's
+    ``EmbeddingsWithFixes``; offset + 1 skips the BOS). A hook on this forward only: the weights never change."""
+    if not fixes or vectors is None:
+        yield
+        return
+
+    def replace(_module: torch.nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor:
+        output = output.clone()
+        for offset, name in fixes:
+            vec = vectors(name).to(device=output.device, dtype=output.dtype)
+            output[0, offset + 1 : offset + 1 + vec.shape[0]] = vec
+        return output
+
+    layer: Any = encoder.get_input_embeddings()
+    handle = layer.register_forward_hook(replace)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def apply_emphasis(z: torch.Tensor, weights: torch.Tensor, mode: str = "Original") -> torch.Tensor:

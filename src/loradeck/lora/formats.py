@@ -16,6 +16,7 @@ import torch
 
 from loradeck.errors import FormatError
 from loradeck.families import Family
+from loradeck.formats.embeddings import Embedding, embedding_from_data
 from loradeck.lora.spec import LoraFile, ModuleSpec
 from loradeck.lora.validate import check_header, check_tensors
 
@@ -31,6 +32,7 @@ _KOHYA_PARAMS = {
     "down.weight": "lora_down.weight",
     "up.weight": "lora_up.weight",
     **{p: p for p in ("alpha", "dora_scale", "scale", "on_input", "weight", "diff", "diff_b", "w_norm", "b_norm")},
+    "bias": "bias",  # A1111's extra weight delta (network.py finalize_updown), not the layer's bias: see lora/math.py
     **{p: p for p in ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")},
     **{p: p for p in ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t1", "lokr_t2")},
     **{p: p for p in ("a1.weight", "a2.weight", "b1.weight", "b2.weight", "bm.weight", "oft_blocks", "oft_diag")},
@@ -194,9 +196,39 @@ def describe_format(specs: dict[str, ModuleSpec]) -> str:
     return "+".join(kinds) if kinds else "unknown"
 
 
+BUNDLE_PREFIX = "bundle_emb."
+
+
+def bundled_embeddings(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[dict[str, Embedding], list[str]]:
+    """The textual-inversion embeddings bundled in a LoRA (A1111 1.7+ ``networks.py``): ``bundle_emb.NAME.KEY``
+    with KEY ``string_to_param.*``, ``clip_l``/``clip_g`` or ``emb_params``; → ({name: Embedding}, keys that
+    name no embedding). A bundled embedding that is not one raises FormatError, as any bad module does."""
+    grouped: dict[str, dict[str, object]] = {}
+    odd: list[str] = []
+    for key, tensor in tensors.items():
+        if not key.startswith(BUNDLE_PREFIX):
+            continue
+        name, dot, part = key[len(BUNDLE_PREFIX) :].partition(".")
+        if not name or not dot or not part:
+            odd.append(key)
+            continue
+        entry = grouped.setdefault(name, {})
+        head, _, sub = part.partition(".")
+        if head == "string_to_param":
+            entry["string_to_param"] = {sub or "*": tensor}
+        else:
+            entry[part] = tensor
+    found = {name: embedding_from_data(data, name, f"{path}/{name}") for name, data in grouped.items()}
+    return found, odd
+
+
 def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> LoraFile:
     """Build a LoraFile from tensors; raise FormatError for NaN/Inf, inconsistent shapes or refused formats."""
+    embeddings, odd_keys = bundled_embeddings(path, tensors)
+    if embeddings or odd_keys:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(BUNDLE_PREFIX)}
     groups, unparsed, layout = group_keys(list(tensors))
+    unparsed += odd_keys
     for name, params in groups.items():  # validated before anything reads a shape (family detection does)
         kind = module_kind(set(params))
         if kind is not None and kind not in ("glora", "oft"):
@@ -209,6 +241,8 @@ def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
         if kind is None:
             unparsed.extend(params.values())
             continue
+        if kind == "norm" and "bias" in params:  # a norm delta has b_norm for its bias; a `bias` there means nothing
+            unparsed.append(params.pop("bias"))
         if kind in ("glora", "oft"):
             label = {"glora": "GLoRA", "oft": "OFT/BOFT"}[kind]
             raise FormatError(path, f"is a {label} LoRA, which loradeck does not support (module {name})")
@@ -218,9 +252,9 @@ def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
             name=name, kind=kind, tensors={p: tensors[k] for p, k in params.items()}, keys=list(params.values())
         )
         specs[name] = spec
-    if not specs:
+    if not specs and not embeddings:
         raise FormatError(path, "contains no LoRA module this program recognises")
-    return LoraFile(path, metadata, family, describe_format(specs), layout, specs, sorted(unparsed))
+    return LoraFile(path, metadata, family, describe_format(specs), layout, specs, sorted(unparsed), embeddings)
 
 
 def load_lora(path: str | Path, device: str | torch.device = "cpu") -> LoraFile:

@@ -132,6 +132,9 @@ def inspect_lora(path: str | os.PathLike) -> dict:
         "coverage_percent": round(100 * len(matched_names) / total, 1) if total else 0.0,
         "file_modules_matched_percent": round(100 * len(matched_names) / len(lora.modules), 1) if lora.modules else 0.0,
         "unmatched_keys": unmatched,
+        "bundled_embeddings": {
+            name: {"family": e.family.value, "vectors": e.vectors, "shape": e.shape} for name, e in lora.embeddings.items()
+        },
         "metadata": summary,
         "metadata_keys": len(metadata),
     }

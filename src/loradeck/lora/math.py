@@ -4,6 +4,10 @@ The per-kind formulas live in ``lora/kinds/`` (one module per kind); this module
 
 W′ = W + m · ΔW_s with ΔW_s = s · ΔW (the stack multiplier m is applied by the patcher). Pure functions of tensors.
 IA3 and DoRA depend on the original weight W, so their functions take it; the others do not (``needs_base``).
+
+A ``bias`` tensor in a module is A1111's extra weight delta (``network.py`` ``finalize_updown``): it has the weight's
+number of elements, is added to ΔW before the scale, so ΔW_s = s · (ΔW + bias) — a sparse or dense correction that
+LyCORIS' extraction writes beside the low-rank factors, not a delta of the layer's own bias (that is ``diff_b``).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def lora_scale(spec: ModuleSpec) -> float:
 def lowrank_factors(spec: ModuleSpec, device=None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(U·s [out, r], D [r, in·k·k]) for plain LoRA/LoCon modules (no Tucker mid, no DoRA), else None."""
     t = spec.tensors
-    if spec.kind != "lora" or "lora_mid.weight" in t or "dora_scale" in t:
+    if spec.kind != "lora" or "lora_mid.weight" in t or "dora_scale" in t or "bias" in t:
         return None
     up, down = _f(t["lora_up.weight"], device), _f(t["lora_down.weight"], device)
     return up.reshape(up.shape[0], -1) * lora_scale(spec), down.reshape(down.shape[0], -1)
@@ -48,12 +52,21 @@ def base_delta(spec: ModuleSpec, shape: torch.Size, device=None) -> torch.Tensor
     if spec.kind == "ia3":
         raise ValueError("no weight delta for kind 'ia3' without the base weight")
     d = kind_module(spec.kind).delta(spec.tensors, shape, device)
+    d = _with_bias(spec, d)
     return d * lora_scale(spec) if spec.kind in SCALED else d
 
 
+def _with_bias(spec: ModuleSpec, delta: torch.Tensor) -> torch.Tensor:
+    """ΔW + A1111's ``bias`` weight delta (reshaped to ΔW's shape), when the module has one."""
+    extra = spec.tensors.get("bias")
+    if extra is None or spec.kind == "norm":
+        return delta
+    return delta + _f(extra, delta.device).reshape(delta.shape)
+
+
 def ia3_delta(spec: ModuleSpec, w0: torch.Tensor) -> torch.Tensor:
-    """ΔW = W ⊙ w, broadcast over output rows (default) or input columns (``on_input``)."""
-    return ia3.delta_from_base(spec.tensors, w0)
+    """ΔW = W ⊙ w, broadcast over output rows (default) or input columns (``on_input``), plus ``bias`` if any."""
+    return _with_bias(spec, ia3.delta_from_base(spec.tensors, w0))
 
 
 def dora_delta(spec: ModuleSpec, w0: torch.Tensor) -> torch.Tensor:

@@ -80,6 +80,8 @@ def shape_problem(spec: ModuleSpec, module: nn.Module) -> str | None:
     elif spec.kind == "ia3":
         on_input = "on_input" in spec.tensors and bool(spec.tensors["on_input"].flatten()[0].item())
         ok = math.prod(t["weight"]) == (w.shape[1] if on_input else out)
+    if ok and "bias" in t and spec.kind != "norm":  # A1111's extra weight delta: the weight's size
+        ok = math.prod(t["bias"]) == w.numel()
     if ok and "dora_scale" in t:
         ok = dora_problem(t["dora_scale"], tuple(w.shape)) is None
     for bias_key in ("diff_b", "b_norm"):

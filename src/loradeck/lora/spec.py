@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from loradeck.families import Family
+from loradeck.formats.embeddings import Embedding
 
 # Kinds we can merge; "glora"/"oft" are recognised only to be refused with a clear message.
 MERGEABLE = ("lora", "loha", "lokr", "ia3", "full", "norm")
@@ -58,6 +59,8 @@ class LoraFile:
     layout: str  # "kohya" | "diffusers" | "peft" | "lycoris"
     modules: dict[str, ModuleSpec]
     unparsed_keys: list[str] = field(default_factory=list)
+    # textual-inversion embeddings bundled in the file (A1111 1.7+ ``bundle_emb.NAME.…``): active with the LoRA
+    embeddings: dict[str, Embedding] = field(default_factory=dict)
     _truncated: dict[int, LoraFile] = field(default_factory=dict, repr=False, compare=False)
 
     def truncated(self, dyn: int) -> LoraFile:
@@ -78,8 +81,9 @@ class LoraFile:
                 cut.setdefault("scale", torch.tensor(scale))
                 modules[name] = ModuleSpec(spec.name, spec.kind, cut, spec.keys)
             self._truncated[dyn] = LoraFile(
-                self.path, self.metadata, self.family, self.format, self.layout, modules, self.unparsed_keys
-            )
+                self.path, self.metadata, self.family, self.format, self.layout, modules, self.unparsed_keys,
+                self.embeddings,
+            )  # fmt: skip
         return self._truncated[dyn]
 
     @property

@@ -7,7 +7,8 @@ checks what the LoRA math assumes of each module, so that nothing later fails wi
 * factors are floating point (fp16/bf16/fp32/fp64, and fp8, which is cast to fp32 for the checks and the merge);
 * ``alpha``/``scale`` are finite scalars (one element, int or float), ``on_input`` has at least one element;
 * ranks and dims agree inside a module: LoRA ``lora_up`` [out, r(,1,1)] with ``lora_down`` [r, in(,k,k)] (2-D or
-  4-D only), a Tucker ``lora_mid`` [r, r, k, k]; LoHa/LoKr factor products line up; nothing is empty;
+  4-D only), a Tucker ``lora_mid`` [r, r, k, k], A1111's ``bias`` weight delta as many values as ΔW; LoHa/LoKr
+  factor products line up; nothing is empty;
 * every floating value is finite (one min/max reduction per tensor).
 
 Whether a module fits the loaded model's weight is checked later, against that weight (``report.shape_problem``).
@@ -117,6 +118,11 @@ def _lora_problem(s: dict[str, tuple[int, ...]]) -> str | None:
             return f"lora_mid {list(mid)} does not join lora_up rank {up[1]} and lora_down rank {down[0]}"
     elif up[1] != down[0]:
         return f"lora_up rank {up[1]} but lora_down rank {down[0]}"
+    if "bias" in s:  # A1111's extra weight delta: one value per element of ΔW
+        kernel = s.get("lora_mid.weight", (1, 1))[2:]
+        n = up[0] * math.prod(down[1:]) * math.prod(kernel)
+        if math.prod(s["bias"]) != n:
+            return f"bias {list(s['bias'])} has {math.prod(s['bias'])} values, but the weight delta has {n}"
     return None
 
 

@@ -89,7 +89,8 @@ def quote(value: Any) -> str:
 
 
 def format_lora_hashes(hashes: Mapping[str, str]) -> str:
-    """``name: hash12, name2: hash12`` — names as typed in the prompt, with ``:`` and ``,`` removed (A1111)."""
+    """``name: hash12, name2: hash12`` — names as typed in the prompt, with ``:`` and ``,`` removed (A1111). The
+    ``TI hashes`` field (textual-inversion embeddings) has the same form."""
     return ", ".join(f"{name.replace(':', '').replace(',', '')}: {h[:12]}" for name, h in hashes.items())
 
 
@@ -264,6 +265,7 @@ class InfotextSettings:
     emphasis: str = "Original"
     rng: str = "GPU"
     lora_hashes: dict[str, str] = field(default_factory=dict)
+    ti_hashes: dict[str, str] = field(default_factory=dict)  # A1111's "TI hashes": embedding name → 12 hex
     version: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # everything parse_infotext returned
 
@@ -272,6 +274,7 @@ def infotext_settings(source: str | Mapping[str, Any]) -> InfotextSettings:
     """Typed settings from an infotext (or from ``parse_infotext``'s dict); a malformed number raises InvalidRequest."""
     params = parse_infotext(source) if isinstance(source, str) else dict(source)
     hashes = params.get("Lora hashes")
+    ti_hashes = params.get("TI hashes")
     return InfotextSettings(
         prompt=str(params.get("Prompt", "")),
         negative_prompt=str(params.get("Negative prompt", "")),
@@ -289,6 +292,7 @@ def infotext_settings(source: str | Mapping[str, Any]) -> InfotextSettings:
         emphasis=str(params.get("Emphasis", "Original")),
         rng=str(params.get("RNG", "GPU")),
         lora_hashes=parse_lora_hashes(hashes) if isinstance(hashes, str) else {},
+        ti_hashes=parse_lora_hashes(ti_hashes) if isinstance(ti_hashes, str) else {},
         version=params.get("Version"),
         params=params,
     )

@@ -102,6 +102,7 @@ def info_dict(body: Txt2ImgRequest, req: GenerationRequest, result: GenerationRe
     from loradeck.server.a1111_fields import field_warnings
 
     extra = {"Schedule type": result.schedule} | ({"Lora hashes": result.lora_hashes} if result.lora_hashes else {})
+    extra |= {"TI hashes": result.ti_hashes} if result.ti_hashes else {}
     seeds = result.seeds or [req.seed]
     total = len(seeds)
     return {

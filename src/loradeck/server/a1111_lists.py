@@ -1,9 +1,10 @@
 """The rest of A1111's ``/sdapi/v1`` listings and no-op refreshes, with what loradeck really has.
 
 Lists of things loradeck does not have (VAEs apart from the checkpoint's own, hypernetworks, face restorers,
-textual-inversion embeddings, scripts, extensions) are empty — never a made-up entry — so clients that build menus
+scripts, extensions) are empty — never a made-up entry — so clients that build menus
 from them show nothing to pick instead of failing on a 404. Upscalers are the real ones: A1111's "None", "Lanczos"
-and "Nearest" (PIL), plus every model file in A1111's upscaler folders under ``<home>/models``.
+and "Nearest" (PIL), plus every model file in A1111's upscaler folders under ``<home>/models``. Embeddings are the
+real ones too (the embeddings folders, ``loaded`` = the current checkpoint's family, ``skipped`` = the others).
 """
 
 from __future__ import annotations
@@ -113,9 +114,11 @@ def face_restorers() -> list[dict[str, str]]:
 
 
 @router.get("/embeddings", response_model=EmbeddingsResponse)
-def embeddings() -> EmbeddingsResponse:
-    """Empty: loradeck does not load textual-inversion embeddings."""
-    return EmbeddingsResponse(loaded={}, skipped={})
+def embeddings(request: Request) -> EmbeddingsResponse:
+    """A1111's shape: ``{loaded: {name: {step, sd_checkpoint, sd_checkpoint_name, shape, vectors}}, skipped: {…}}``;
+    loaded = the embeddings of the current checkpoint's family (a rescan picks up new files, as A1111 does)."""
+    listing = state_of(request).studio.embedding_listing()
+    return EmbeddingsResponse(loaded=listing["loaded"], skipped=listing["skipped"])
 
 
 @router.get("/script-info")
@@ -136,7 +139,8 @@ def interrogate(body: dict[str, Any]) -> None:
 
 
 @router.post("/refresh-embeddings")
-def refresh_embeddings() -> None:
+def refresh_embeddings(request: Request) -> None:
+    state_of(request).studio.embedding_library.refresh()
     return None
 
 
@@ -180,7 +184,7 @@ def cmd_flags(request: Request) -> dict[str, Any]:
         "realesrgan_models_path": str(home / "models" / "RealESRGAN"),
         "swinir_models_path": str(home / "models" / "SwinIR"),
         "dat_models_path": str(home / "models" / "DAT"),
-        "embeddings_dir": None,
+        "embeddings_dir": str(settings.embedding_roots[0]),
         "hypernetwork_dir": None,
         "vae_dir": None,
         "styles_file": [str(settings.styles_path)],

@@ -63,6 +63,12 @@ def library_lora(name: str, request: Request) -> dict[str, Any]:
     return item
 
 
+@router.get("/embeddings")
+def library_embeddings(request: Request) -> list[dict[str, Any]]:
+    """Every textual-inversion embedding of the embeddings folders: family, vectors, width, hash, A1111's fields."""
+    return [e.to_dict() for e in state_of(request).studio.embeddings()]
+
+
 @router.get("/checkpoints")
 def library_checkpoints(request: Request) -> list[dict[str, Any]]:
     return [c.to_dict() for c in state_of(request).studio.library.checkpoints()]

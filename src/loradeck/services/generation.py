@@ -6,7 +6,7 @@ while it merges and samples: no other stack can change the weights under it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,11 +18,13 @@ from loradeck.engine.hires import LATENT_UPSCALERS, hires_pass
 from loradeck.engine.outputs import output_folder, save_png
 from loradeck.engine.tiling import circular_padding
 from loradeck.errors import Cancelled, LoradeckError
+from loradeck.library.embeddings import EmbeddingEntry
 from loradeck.lora import LoraFile, StackEntry
 from loradeck.lora.coverage import coverage_of
 from loradeck.lora.sidecar import LoraSidecar, ScheduledLora
 from loradeck.prompt.editing import prompt_schedule
 from loradeck.prompt.infotext import format_infotext
+from loradeck.services.embeddings import job_embeddings
 from loradeck.services.inpaint import inpaint_infotext, inpaint_pass
 from loradeck.services.models import LoadedModel
 from loradeck.services.plan import GenerationPlan
@@ -47,8 +49,10 @@ def run_plan(
     load_lora: Callable[[Path], LoraFile],
     outputs: Path,
     keep_latents: Callable[[torch.Tensor], None],
+    embeddings: Sequence[EmbeddingEntry] = (),
 ) -> GenerationResult:
-    """Every batch of ``plan`` on ``model``; an interrupt ends the job with the pictures drawn so far."""
+    """Every batch of ``plan`` on ``model``; an interrupt ends the job with the pictures drawn so far.
+    ``embeddings``: the embeddings folder's entries (``services/embeddings.py`` picks the ones that fit)."""
     with model.patcher.lock:
         stack, scheduled, not_applied, warnings = _stack(plan, load_lora)
         report = model.patcher.apply(stack)
@@ -58,10 +62,19 @@ def run_plan(
         unet: Any = model.base.unet
         sidecar = LoraSidecar(unet, model.patcher.keymap, scheduled) if scheduled else None
         request = plan.request
+        positive = prompt_schedule(plan.clean_prompt, request.steps)
+        negative = prompt_schedule(plan.negative_text, request.steps)
+        ti = job_embeddings(
+            model.family, model.base.tokenizer, [t for _, t in positive], [t for _, t in negative], embeddings,
+            [entry.lora for entry in stack],
+        )  # fmt: skip
+        warnings += list(ti.warnings)
         schedules = PromptSchedules(
-            lambda pos, neg: encode_prompts(model.base, pos, neg, clip_skip=request.clip_skip),
-            prompt_schedule(plan.clean_prompt, request.steps),
-            prompt_schedule(plan.negative_text, request.steps),
+            lambda pos, neg: encode_prompts(
+                model.base, pos, neg, clip_skip=request.clip_skip, embeddings=ti.loaded or None
+            ),
+            positive,
+            negative,
         )
         folder = output_folder(outputs, plan.kind)
         images: list[GeneratedImage] = []
@@ -69,7 +82,7 @@ def run_plan(
         try:
             for b in range(request.batch_count):
                 try:
-                    drawn = _draw_batch(plan, model, schedules, b, job, folder, keep_latents, sidecar)
+                    drawn = _draw_batch(plan, model, schedules, b, job, folder, keep_latents, sidecar, ti.ti_hashes)
                 except Cancelled:
                     interrupted = True
                     break
@@ -93,6 +106,7 @@ def run_plan(
         height=plan.height,
         stack_key=plan.stack_key,
         lora_hashes=plan.lora_hashes,
+        ti_hashes=ti.ti_hashes,
         lora_recomputed=report.recomputed,
         lora_coverage=coverage,
         inpainting_model=model.runner.nine is not None,
@@ -130,6 +144,7 @@ def _draw_batch(
     folder: Path,
     keep_latents: Callable[[torch.Tensor], None],
     sidecar: LoraSidecar | None,
+    ti_hashes: str = "",
 ) -> list[GeneratedImage] | None:
     """Batch ``b`` of the plan: pictures saved with their infotexts; None when skipped; raises Cancelled."""
     request = plan.request
@@ -161,7 +176,7 @@ def _draw_batch(
     assert isinstance(pictures, list)
     images = []
     for i, (seed, picture) in enumerate(zip(seeds, pictures, strict=True)):
-        infotext = infotext_for(plan, model, seed, subseeds[i] if subseeds else None)
+        infotext = infotext_for(plan, model, seed, subseeds[i] if subseeds else None, ti_hashes)
         path = save_png(picture, folder, seed, infotext) if request.save else None
         images.append(GeneratedImage(picture, seed, infotext, path))
     return images
@@ -217,8 +232,10 @@ def _passes(
     return pictures
 
 
-def infotext_for(plan: GenerationPlan, model: LoadedModel, seed: int, subseed: int | None) -> str:
-    """A1111's parameters text of one picture of the plan."""
+def infotext_for(
+    plan: GenerationPlan, model: LoadedModel, seed: int, subseed: int | None, ti_hashes: str = ""
+) -> str:
+    """A1111's parameters text of one picture of the plan (``ti_hashes``: the job's ``TI hashes`` value)."""
     request, hires = plan.request, plan.hires
     params: dict[str, Any] = {
         "Steps": request.steps,
@@ -253,7 +270,8 @@ def infotext_for(plan: GenerationPlan, model: LoadedModel, seed: int, subseed: i
             "Hires sampler": hires.sampler[0] if hires.sampler else None,
             "Hires schedule type": hires.sampler[1] if hires.sampler else None,
         }
-    params |= {"Lora hashes": plan.lora_hashes or None, "Version": f"loradeck {__version__}"}
+    params |= {"Lora hashes": plan.lora_hashes or None, "TI hashes": ti_hashes or None}
+    params |= {"Version": f"loradeck {__version__}"}
     return format_infotext(plan.recorded_prompt, request.negative_prompt, params)
 
 

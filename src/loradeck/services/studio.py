@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from PIL import Image
 
 from loradeck.demo.paths import DEMO, demo_lora_dir, demo_native_size
-from loradeck.errors import Cancelled, CheckpointNotFound, ModelLoadError
+from loradeck.errors import Cancelled, CheckpointNotFound, LoradeckError, ModelLoadError
 from loradeck.families import Family
 from loradeck.library import Library
 from loradeck.library.entries import LoraEntry
@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the engine side (torch, diffusers) loads when a job first n
     import torch
 
     from loradeck.civitai import CivitaiClient, DownloadResult
+    from loradeck.library.embeddings import EmbeddingEntry, EmbeddingLibrary
     from loradeck.lora import LoraFile
     from loradeck.services.grid import GridRequest, GridResult
     from loradeck.services.models import LoadedModel, ModelSource
@@ -64,6 +65,7 @@ class Studio:
         self._state_lock = threading.Lock()  # guards the fields below (never held while working)
         self._model: LoadedModel | None = None
         self._library: Library | None = None
+        self._embeddings: EmbeddingLibrary | None = None
         self._loras: OrderedDict[tuple[str, float], LoraFile] = OrderedDict()  # (path, mtime) → parsed file
         self._latents: torch.Tensor | None = None  # the running batch's latents (for live previews)
         self._merged_key: tuple | None = None  # the stack key of the last generation (what the patcher holds)
@@ -80,6 +82,36 @@ class Studio:
                     extra_lora_dirs=[demo_lora_dir()],
                 )
             return self._library
+
+    @property
+    def embedding_library(self) -> EmbeddingLibrary:
+        """The textual-inversion embeddings folders (``Settings.embedding_roots``)."""
+        with self._state_lock:
+            if self._embeddings is None:
+                from loradeck.library.embeddings import EmbeddingLibrary
+
+                self._embeddings = EmbeddingLibrary(self.settings.embedding_roots)
+            return self._embeddings
+
+    def embeddings(self) -> list[EmbeddingEntry]:
+        """Every embedding in the folders, after a cheap rescan (only new or changed files are read)."""
+        return self.embedding_library.entries()
+
+    def embedding_listing(self) -> dict[str, dict[str, Any]]:
+        """A1111's ``/sdapi/v1/embeddings`` for the current checkpoint (``services/embeddings.a1111_listing``)."""
+        from loradeck.services.embeddings import a1111_listing
+
+        try:
+            family = self._planned_checkpoint(self.checkpoint).family
+        except LoradeckError:  # the current checkpoint's file is gone: nothing is "loaded", the list still answers
+            family = Family.UNKNOWN
+        return a1111_listing(self.embeddings(), family)
+
+    def embedding_hash_notes(self, hashes: dict[str, str]) -> list[str]:
+        """One sentence per embedding of an infotext's ``TI hashes`` that is missing here or differs."""
+        from loradeck.services.embeddings import hash_notes
+
+        return hash_notes(self.embeddings(), hashes)
 
     @property
     def checkpoint(self) -> str:
@@ -341,6 +373,7 @@ class Studio:
                 load_lora=self.load_lora_file,
                 outputs=self.settings.outputs_path,
                 keep_latents=self._keep_latents,
+                embeddings=self.embeddings(),
             )
         finally:
             self._latents = None  # idle: no preview

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from loradeck.services.models import LoadedModel
 from loradeck.ui import status
 from loradeck.ui.catalog import LoraCatalog
+from loradeck.ui.embedding_cards import build_embedding_cards
 from loradeck.ui.fields import FORM_FIELDS, build_request, fields_from_infotext, seed_of
 from loradeck.ui.generation import Run, Runs, progress_html
 from loradeck.ui.img2img import apply_img2img, build_img2img
@@ -176,8 +177,11 @@ def build_generate_tab(studio: Studio, catalog: LoraCatalog, runs: Runs) -> Gene
             )
             send = gr.Button("↩ Send to prompt", size="sm", elem_id="ld-send-to-prompt")
 
-    gr.Markdown("### LoRAs", elem_classes="ld-section-title")
-    cards = build_cards(catalog, prompt, negative, family, status_box)
+    with gr.Tabs(elem_id="ld-networks"):
+        with gr.Tab("LoRAs", elem_id="ld-tab-loras"):
+            cards = build_cards(catalog, prompt, negative, family, status_box)
+        with gr.Tab("Embeddings", elem_id="ld-tab-embeddings"):
+            build_embedding_cards(studio, prompt, negative, family, status_box)
 
     form = [
         prompt,

@@ -18,7 +18,7 @@ from loradeck.families import Family
 from loradeck.lora.files.shapes import module_shapes
 from loradeck.lora.keymap import keymap_for_family
 from loradeck.lora.kinds import SCALED, kind_module
-from loradeck.lora.math import lora_scale, needs_base, weight_delta
+from loradeck.lora.math import base_delta, lora_scale, needs_base, weight_delta
 from loradeck.lora.spec import LoraFile, ModuleSpec
 
 BaseWeights = Callable[[str], torch.Tensor | None]  # canonical name → the base model's weight (or None)
@@ -173,11 +173,12 @@ def read_deltas(lora: LoraFile, *, base: BaseWeights | None = None, device: str 
             out[name] = ModuleDelta(name, shape, label, dense=dense.reshape(shape[0], -1))
             continue
         s = lora_scale(spec) if spec.kind in SCALED else 1.0
-        factors = kind_module(spec.kind).factors(spec.tensors, shape, device)
+        # A1111's `bias` weight delta is dense: the module's ΔW is then dense too (base_delta adds it)
+        factors = None if "bias" in spec.tensors else kind_module(spec.kind).factors(spec.tensors, shape, device)
         if factors is not None:
             up, down = factors
             out[name] = ModuleDelta(name, shape, label, s, up=up * s, down=down)
         else:
-            dense = kind_module(spec.kind).delta(spec.tensors, shape, device) * s
+            dense = base_delta(spec, torch.Size(shape), device)
             out[name] = ModuleDelta(name, shape, label, s, dense=dense.reshape(shape[0], -1))
     return DeltaSet(family, out, dict(lora.metadata), notes, source=lora.path.name)

@@ -33,6 +33,10 @@ def kohya_renamed(lora: LoraFile, dtype: torch.dtype | None = None) -> tuple[dic
             if dtype is not None and t.is_floating_point():
                 t = t.to(dtype)
             out[f"{name}.{param}"] = t.contiguous()
+    for name, emb in lora.embeddings.items():  # bundled embeddings travel with a lossless rename
+        keys = ("clip_l", "clip_g") if len(emb.parts) == 2 else ("string_to_param.*",)
+        for key, part in zip(keys, emb.parts, strict=True):
+            out[f"bundle_emb.{name}.{key}"] = (part.to(dtype) if dtype is not None else part).contiguous()
     notes = [f"{k}: not a key of any LoRA kind; left out" for k in lora.unparsed_keys]
     return out, notes
 
