@@ -178,10 +178,12 @@ def test_extras_and_hires_with_a_model_upscaler(served, esrgan):
     url = served["url"]
     rng = np.random.default_rng(1)
     source = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
-    answer = requests.post(
+    response = requests.post(
         f"{url}/sdapi/v1/extra-single-image",
         json={"image": b64(source), "upscaler_1": "4x-TestRRDB", "upscaling_resize": 4},
-    ).json()
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
     assert np.array_equal(np.asarray(b64_image(answer["image"])), np.asarray(reference_upscale(esrgan, source)))
     first = b64_image(txt2img(url, width=16, height=16)["images"][0])
     hires = txt2img(
