@@ -104,6 +104,8 @@ class LoradeckIngress:
         try:
             if kind == routes.JOBS:
                 return JSONResponse(await self._all_jobs(forwarded))
+            if kind == routes.CLUSTER:
+                return JSONResponse(await self._cluster())
             if kind == routes.GENERATE:
                 answer, retried = await self._generate(
                     forwarded, routes.caller_of(request.headers, request.client), routing
@@ -348,6 +350,27 @@ class LoradeckIngress:
         lost = [routes.lost_job(j, p.replica, p.kind) for j, p in self._jobs.items() if p.replica in self._dead]
         merged["jobs"] += lost
         return merged
+
+    async def _cluster(self) -> dict[str, Any]:
+        views = await self._views()
+        results = await asyncio.gather(
+            *(self.handle.info.remote(route={"replica": v.id}) for v in views), return_exceptions=True
+        )
+        infos = []
+        for view, result in zip(views, results):
+            if isinstance(result, REPLICA_DIED):
+                self._mark_dead(view.id)
+            elif isinstance(result, dict):
+                infos.append({**result, "checkpoints": sorted(view.checkpoints)})
+        sticky = self.policy.sticky()
+        return {
+            "replicas": infos,
+            "dead": sorted(self._dead),
+            "inflight": self.policy.inflight(),
+            "sticky_stacks": {r: sum(1 for v in sticky.values() if v == r) for r in {*sticky.values()}},
+            "routing": self.config.routing,
+            "slack": self.policy.slack,
+        }
 
     async def _poll(self) -> None:
         """Until no long job is left: see each one's end (its replica is no longer busy with it); a job that added

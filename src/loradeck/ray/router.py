@@ -6,13 +6,14 @@ routing (power of two choices over the replicas holding the multiplexed model id
 behaviour is the fallback and the baseline the benchmark compares against.
 
 Ray's default router hands a free replica to the oldest waiting request with the same model id (FIFO); a named
-replica must go to the request that named it, so requests are matched by their own id here. The router lives in
+replica must go to the request that named it, so each routing task fulfils its own request here. The router lives in
 the ingress's process; ``replicas(deployment)`` tells the ingress which replicas Ray knows and which checkpoints
 they hold.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import threading
 from typing import Any
@@ -62,8 +63,23 @@ class PinnedRouter(PowerOfTwoChoicesRequestRouter):
             with module._LOCK:
                 module._ROUTED[token] = replica_id.unique_id
 
-    # A free replica goes to the request it was chosen for, not to the oldest one with the same model id (FIFOMixin).
-    _fulfill_next_pending_request = RequestRouter._fulfill_next_pending_request
+    def _fulfill_next_pending_request(self, replica, request_metadata=None) -> None:
+        """Give ``replica`` to the request this routing task chose it for. Ray's default hands it to the oldest
+        waiting request with the same model id (FIFOMixin), or to the one with the same internal request id — which
+        every call the ingress makes while serving one HTTP request shares (a broadcast's calls, for instance)."""
+        task = asyncio.current_task()
+        by_future = self._routing_task_by_pending_request_future
+        mine = next(
+            (p for p in self._pending_requests_to_fulfill if not p.future.done() and by_future.get(p.future) is task),
+            None,
+        )
+        if mine is None:
+            RequestRouter._fulfill_next_pending_request(self, replica, request_metadata)
+            return
+        self._record_queue_wait_time(mine)
+        mine.future.set_result(replica)
+        if self._pending_requests_by_id.get(mine.metadata.internal_request_id) is mine:
+            del self._pending_requests_by_id[mine.metadata.internal_request_id]
 
 
 def replicas(deployment: str) -> list[ReplicaView] | None:

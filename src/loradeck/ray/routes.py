@@ -13,6 +13,8 @@ job            ``/loradeck/v1/jobs/{id}`` (and cancel): the replica that queued 
 jobs           ``/loradeck/v1/jobs``: every replica's list, merged (each job says its replica)
 broadcast      options, refresh-loras/-checkpoints/-embeddings/-vae, unload/reload-checkpoint: every replica
 work           training, Civitai downloads, LoRA tools, grids, extras: the least busy replica (never the ingress)
+cluster        ``/loradeck/v1/cluster`` (only with Ray): every replica's id, process, node, model and queue, and the
+               ingress's sticky map and in-flight counts
 any            everything else (lists, png-info, the docs): any replica, by Ray's own routing
 =============  =======================================================================================================
 """
@@ -25,6 +27,7 @@ import re
 from typing import Any
 
 GENERATE, CALLER, JOB, JOBS, BROADCAST, WORK, ANY = "generate", "caller", "job", "jobs", "broadcast", "work", "any"
+CLUSTER = "cluster"
 
 _EXACT = {
     ("POST", "/sdapi/v1/txt2img"): GENERATE,
@@ -33,6 +36,7 @@ _EXACT = {
     ("POST", "/sdapi/v1/interrupt"): CALLER,
     ("POST", "/sdapi/v1/skip"): CALLER,
     ("GET", "/loradeck/v1/jobs"): JOBS,
+    ("GET", "/loradeck/v1/cluster"): CLUSTER,
     ("POST", "/sdapi/v1/options"): BROADCAST,
     ("POST", "/sdapi/v1/refresh-loras"): BROADCAST,
     ("POST", "/sdapi/v1/refresh-checkpoints"): BROADCAST,
