@@ -191,7 +191,9 @@ def test_a_replica_killed_mid_run_costs_one_retry_and_nothing_hangs(cluster, sin
     if answer.status_code == 200:  # retried once on the other replica: the same body, so the same picture
         assert answer.headers["x-loradeck-retried-after"] == victim
         assert answer.headers["x-loradeck-replica"] != victim
-        assert np.array_equal(first_picture(answer), first_picture(single["client"].post("/sdapi/v1/txt2img", json=long)))
+        assert np.array_equal(
+            first_picture(answer), first_picture(single["client"].post("/sdapi/v1/txt2img", json=long))
+        )
     else:
         assert answer.status_code == 503 and "died" in answer.json()["detail"]
     lost = client.get(f"/loradeck/v1/jobs/{job_id}").json()  # the queue knows: never lost silently
