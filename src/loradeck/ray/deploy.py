@@ -10,6 +10,7 @@ downloaded on one replica is seen by all after the refresh the ingress broadcast
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -111,12 +112,12 @@ def run(
     import ray
     from ray import serve
 
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     try:
         if options.num_cpus_per_replica <= 0:  # auto: share this cluster's CPUs (minus the ingress's)
             cpus = float(ray.cluster_resources().get("CPU", 1.0))
-            share = max(0.1, min(1.0, (cpus - options.ingress_cpus) / options.replicas))
-            options = _with(options, num_cpus_per_replica=round(share, 2))
+            share = max(0.01, min(1.0, (cpus - options.ingress_cpus) / options.replicas))
+            options = _with(options, num_cpus_per_replica=math.floor(share * 100) / 100)  # never over the total
         serve.start(http_options={"host": host, "port": port})
         serve.run(build_app(settings, options), name=APP_NAME, route_prefix="/", blocking=False)
         if on_ready is not None:
