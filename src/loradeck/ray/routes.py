@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 GENERATE, CALLER, JOB, JOBS, BROADCAST, WORK, ANY = "generate", "caller", "job", "jobs", "broadcast", "work", "any"
@@ -72,7 +73,7 @@ def classify(method: str, path: str) -> tuple[str, str | None]:
     return ANY, None
 
 
-def caller_of(headers: dict[str, str], client: tuple[str, int] | None) -> str:
+def caller_of(headers: Mapping[str, str], client: Sequence[Any] | None) -> str:
     """Who is asking, for A1111's job-less progress: the Basic-auth user (when auth is on) and the client's host."""
     user = ""
     auth = headers.get("authorization", "")
