@@ -98,6 +98,10 @@ def test_webuiapi_works_unchanged_against_the_ingress(cluster, single):
     assert np.array_equal(np.asarray(got.image), np.asarray(want.image))
     assert {"demo", "demo-variant"} <= set(api.util_get_model_names())
     assert {"inky", "stripy", "dotty"} <= {item["name"] for item in api.get_loras()}
+    refreshed = api.session.post(f"{api.baseurl}/refresh-loras")  # a broadcast: every replica rescans its folder
+    assert refreshed.status_code == 200 and set(refreshed.headers["x-loradeck-replicas"].split(",")) == set(
+        replicas(cluster)
+    )
     try:  # the checkpoint option goes to every replica (a broadcast); both draw with it
         api.util_set_model("demo-variant")
         plain.util_set_model("demo-variant")
@@ -178,7 +182,7 @@ def test_training_runs_on_a_replica_and_its_lora_is_usable_through_the_ingress(c
 
 def test_a_replica_killed_mid_run_costs_one_retry_and_nothing_hangs(cluster, single):
     client = cluster["client"]
-    long = body(STACKS[0], seed=5, steps=20, n_iter=2)
+    long = body(STACKS[0], seed=5, steps=30, n_iter=3)  # long enough to be killed mid-run on a fast machine
     thread, out = in_background(lambda: client.post("/sdapi/v1/txt2img", json=long))
     progress = wait_for_sampling(client, min_step=2)
     victim = progress.headers["x-loradeck-replica"]
@@ -201,3 +205,10 @@ def test_a_replica_killed_mid_run_costs_one_retry_and_nothing_hangs(cluster, sin
     codes = [client.post("/sdapi/v1/txt2img", json=body(STACKS[i % 3], seed=i)).status_code for i in range(20)]
     assert codes == [200] * 20
     assert victim in client.get("/loradeck/v1/cluster").json()["dead"]
+    deadline = time.monotonic() + 120  # Ray restarts the replica (a new id); new stacks then go to it first
+    while len(alive := replicas(cluster)) < 2:
+        assert time.monotonic() < deadline, "Ray did not restart the replica"
+        time.sleep(0.5)
+    assert victim not in alive
+    fresh = client.post("/sdapi/v1/txt2img", json=body("<lora:inky:0.3> <lora:dotty:0.3>", seed=1))
+    assert fresh.status_code == 200 and alive[fresh.headers["x-loradeck-replica"]]["completed"] <= 1

@@ -19,7 +19,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ray import serve
@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 
 from loradeck.errors import ReplicaUnavailable
 from loradeck.ray import routes
-from loradeck.ray.messages import REPLICA_HEADER, RETRIED_HEADER, Answer, Forwarded, end_to_end
+from loradeck.ray.messages import BROADCAST_HEADER, REPLICA_HEADER, RETRIED_HEADER, Answer, Forwarded, end_to_end
 from loradeck.ray.policy import NoReplica, ReplicaView, StackAffinity
 from loradeck.ray.router import replicas as router_replicas
 from loradeck.ray.router import routed_to
@@ -292,7 +292,9 @@ class LoradeckIngress:
             raise ReplicaUnavailable(_died_twice(forwarded))
         if forwarded.path.endswith("/options"):
             self._checkpoint = None  # read again from a replica on the next generation
-        return next((a for a in answers if a.status >= 400), answers[0])
+        chosen = next((a for a in answers if a.status >= 400), answers[0])
+        every = (BROADCAST_HEADER, ",".join(sorted(a.replica for a in answers)))
+        return replace(chosen, headers=(*chosen.headers, every))
 
     # ------------------------------------------------------------------------------------------------ jobs
     async def _work(self, forwarded: Forwarded, routing: str) -> tuple[Answer, str | None]:

@@ -21,6 +21,7 @@ HOP_BY_HOP = frozenset(
 )
 REPLICA_HEADER = "x-loradeck-replica"
 RETRIED_HEADER = "x-loradeck-retried-after"
+BROADCAST_HEADER = "x-loradeck-replicas"  # every replica that answered a broadcast (options, refresh-loras, …)
 
 
 @dataclass(frozen=True)
