@@ -44,3 +44,19 @@ def test_serve_ray_listen_needs_auth_like_the_single_server(captured):
     assert captured == []
     result = CliRunner().invoke(app, ["serve", "--ray", "--listen", "--api-auth", "a:b"])
     assert result.exit_code == 0 and captured[0]["host"] == "0.0.0.0"
+
+
+def test_a_serve_config_file_builds_the_same_application(tmp_path):
+    """docs/scale-out.md's ``import_path: loradeck.ray.deploy:app_builder`` with its ``args``."""
+    pytest.importorskip("ray.serve")
+    from loradeck.ray.deploy import app_builder
+
+    args = {"home": str(tmp_path), "api_auth": "team:pw", "replicas": 3, "num_gpus_per_replica": 1, "slack": 1}
+    ingress = app_builder(args)._bound_deployment  # Ray's Application (ray is pinned: the attribute is stable)
+    replicas, settings, config = ingress.init_args
+    replica = replicas._bound_deployment
+    assert (ingress.name, replica.name, replica.num_replicas) == ("LoradeckIngress", "LoradeckReplica", 3)
+    assert replica.ray_actor_options["num_gpus"] == 1 and settings.home == tmp_path
+    assert config.auth == {"team": "pw"} and config.slack == 1 and config.deployment == replica.name
+    with pytest.raises(ValueError, match="routing"):
+        app_builder({"home": str(tmp_path), "routing": "random"})
