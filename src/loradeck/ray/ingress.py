@@ -379,22 +379,28 @@ class LoradeckIngress:
         files (training, download, tool) makes every replica refresh its library."""
         while any(p.long and not p.finished for p in self._jobs.values()):
             await asyncio.sleep(self.config.poll_s)
-            for job_id, place in [(j, p) for j, p in self._jobs.items() if p.long and not p.finished]:
-                try:
-                    answer = await self._send(Forwarded("GET", f"/loradeck/v1/jobs/{job_id}"), replica=place.replica)
-                except REPLICA_DIED:
-                    self._mark_dead(place.replica)
-                    continue
-                state = _json_field(answer, "state") if answer.replica == place.replica else "failed"
-                if state in FINISHED:
-                    place.finished = True
-                    self.policy.finished(place.replica)
-                    if state == "done" and place.kind in routes.LIBRARY_KINDS:
-                        for path in ("/sdapi/v1/refresh-loras", "/sdapi/v1/refresh-checkpoints"):
-                            try:
-                                await self._broadcast(Forwarded("POST", path))
-                            except ReplicaUnavailable:
-                                pass
+            try:
+                await self._poll_once()
+            except Exception:  # noqa: BLE001 — bookkeeping only: never let it end the loop (the next poll retries)
+                log.exception("checking the long jobs failed")
+
+    async def _poll_once(self) -> None:
+        for job_id, place in [(j, p) for j, p in self._jobs.items() if p.long and not p.finished]:
+            try:
+                answer = await self._send(Forwarded("GET", f"/loradeck/v1/jobs/{job_id}"), replica=place.replica)
+            except REPLICA_DIED:
+                self._mark_dead(place.replica)
+                continue
+            state = _json_field(answer, "state") if answer.replica == place.replica else "failed"
+            if state in FINISHED:
+                place.finished = True
+                self.policy.finished(place.replica)
+                if state == "done" and place.kind in routes.LIBRARY_KINDS:
+                    for path in ("/sdapi/v1/refresh-loras", "/sdapi/v1/refresh-checkpoints"):
+                        try:
+                            await self._broadcast(Forwarded("POST", path))
+                        except ReplicaUnavailable:
+                            pass
 
 
 def _work_kind(path: str) -> str:
