@@ -44,3 +44,7 @@ class UpstreamError(LoradeckError):
 class PathNotAllowed(InvalidRequest):
     """A name from the network that is a path outside the folders the server may use (HTTP 422). Its sentence never
     depends on whether the target exists."""
+
+
+class ReplicaUnavailable(LoradeckError):
+    """Scale-out (``loradeck serve --ray``): no replica could run the request, or the one running it died (HTTP 503)."""

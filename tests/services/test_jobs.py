@@ -132,3 +132,29 @@ def test_progress_fraction_follows_batches_and_steps(make_queue):
     assert seen == [(b + s / 4) / 2 for b in range(2) for s in range(1, 5)]
     assert [(p.batch, p.step) for p in heard] == [(b, s) for b in range(2) for s in range(1, 5)]
     assert job.fraction == 1.0
+
+
+def test_a_waiter_that_gives_up_never_kills_the_worker(make_queue):
+    """An asyncio wrapper of a job's future cancelled (a client gone behind Ray Serve): a waiting job is skipped, a
+    running one still settles, and the worker goes on with the next job."""
+    import asyncio
+
+    queue = make_queue(affinity=False)
+    gate, ran = threading.Event(), []
+    running = queue.submit(lambda job: (gate.wait(10), ran.append("running"))[1] or "first", key="a")
+    waiting = queue.submit(lambda job: ran.append("waiting"), key="b")
+    while queue.running is not running:
+        threading.Event().wait(0.01)
+
+    async def give_up(job):
+        task = asyncio.ensure_future(asyncio.wrap_future(job.future))
+        await asyncio.sleep(0)
+        task.cancel()
+
+    asyncio.run(give_up(running))
+    asyncio.run(give_up(waiting))
+    gate.set()
+    later = queue.submit(lambda job: "later", key="c")
+    assert later.result(10) == "later"  # the worker survived
+    assert running.result(0) == "first" and running.state == DONE  # a running job's future could not be cancelled
+    assert waiting.state == CANCELLED and "went away" in waiting.error and ran == ["running"]

@@ -39,6 +39,25 @@ def serve(
     datasets_dir: Annotated[
         Path | None, typer.Option(help="Folder the API and web UI train from (default <home>/datasets).")
     ] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray", help="Scale out on Ray Serve: N replicas, one model each, behind this API (needs the ray extra)."
+        ),
+    ] = False,
+    replicas: Annotated[int, typer.Option(min=1, help="With --ray: how many replicas (one studio each).")] = 2,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="With --ray: 'auto' or ray://host:10001 to join a cluster (default: start one here)."
+        ),
+    ] = None,
+    num_gpus_per_replica: Annotated[
+        float, typer.Option(min=0, help="With --ray: GPUs each replica reserves (0 = CPU; 1 = one GPU each).")
+    ] = 0.0,
+    num_cpus_per_replica: Annotated[
+        float, typer.Option(min=0, help="With --ray: CPUs each replica reserves (0 = share the cluster's CPUs).")
+    ] = 0.0,
 ) -> None:
     """Serve the A1111-compatible API (/sdapi/v1) and loradeck's own (/loradeck/v1)."""
     from loradeck.errors import InvalidRequest
@@ -54,6 +73,14 @@ def serve(
                 "anyone)."
             )
     auth = parse_credentials(api_auth) if api_auth else None
+    if ray:
+        _serve_on_ray(
+            auth=auth, host=host, port=port, listen=listen, fairness=fairness, replicas=replicas, address=ray_address,
+            gpus=num_gpus_per_replica, cpus=num_cpus_per_replica,
+            overrides=dict(models_dir=models_dir, lora_dir=lora_dir, device=device, dtype=dtype,
+                           datasets_dir=datasets_dir, allowed_paths=allow_path or None),
+        )  # fmt: skip
+        return
     studio = make_studio(
         models_dir=models_dir,
         lora_dir=lora_dir,
@@ -74,3 +101,34 @@ def serve(
         console.print("[bold yellow]warning:[/] listening on every interface without authentication (--insecure)")
     app.state.cmd_flags = {"listen": listen, "port": port, "api_auth_enabled": bool(auth)}  # for /sdapi/v1/cmd-flags
     serve_until_signal(app, host=host, port=port)  # SIGTERM/Ctrl-C interrupt the running job first
+
+
+def _serve_on_ray(
+    *, auth, host: str, port: int, listen: bool, fairness: int, replicas: int, address: str | None, gpus: float,
+    cpus: float, overrides: dict,
+) -> None:  # fmt: skip
+    """The same API on a Ray Serve cluster (loradeck.ray): an ingress (auth, routing) and ``replicas`` studios."""
+    from loradeck.errors import InvalidRequest
+
+    try:
+        from loradeck.ray.deploy import ClusterOptions, run
+    except ImportError:
+        raise InvalidRequest("--ray needs the ray extra: pip install 'loradeck[ray]'.") from None
+    from loradeck.settings import load_settings
+
+    settings = load_settings(**overrides)
+    options = ClusterOptions(
+        replicas=replicas, num_cpus_per_replica=cpus, num_gpus_per_replica=gpus, auth=auth, fairness=fairness,
+        cmd_flags={"listen": listen, "port": port, "api_auth_enabled": bool(auth)},
+    )  # fmt: skip
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+    def ready() -> None:
+        console.print(
+            f"loradeck on Ray Serve: {replicas} replicas behind http://{shown}:{port}/ — A1111 API at /sdapi/v1, ours "
+            f"at /loradeck/v1, the cluster at /loradeck/v1/cluster (the web UI is not served through Ray)"
+        )
+        if host == "0.0.0.0" and not auth:
+            console.print("[bold yellow]warning:[/] listening on every interface without authentication (--insecure)")
+
+    run(settings, options, address=address, host=host, port=port, on_ready=ready)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -82,6 +83,14 @@ def train(
     lora_dir: Annotated[Path | None, typer.Option(help="Where the LoRA goes. [<home>/models/Lora]")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cuda or cpu.", rich_help_panel=_ADV)] = None,
     config: Annotated[Path | None, typer.Option(help="train.toml with the same keys (flags win).")] = None,
+    num_processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train in N processes (DDP through accelerate: one per GPU, or gloo on CPU); --batch-size is per "
+            "process, so the global batch is N × batch size.",
+        ),
+    ] = 1,
 ) -> None:
     """Train a LoRA (kohya format, with ss_* metadata and a .json sidecar) into the LoRA folder."""
     from loradeck.cli.common import make_studio
@@ -100,6 +109,11 @@ def train(
         dataset_config=dataset_config, reg_data=reg_data, output_dir=output_dir, lora_dir=lora_dir, device=device,
     )  # fmt: skip
     cfg = TrainConfig.from_toml(config, **flags) if config else TrainConfig().with_(**flags)
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:  # the launcher; each process runs this command again
+        from loradeck.cli.launch import launch_training
+
+        launch_training(cfg.to_dict(), num_processes)
+        return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     with Progress(
@@ -128,6 +142,8 @@ def train(
         console.print(
             plain(f"stopped at step {result.steps}", "yellow") + plain(f"; --resume continues from {result.output_dir}")
         )
+        return
+    if result.lora_path is None:  # a process other than the first of --num-processes: the first one reports
         return
     console.print(
         plain("saved ", "green")

@@ -177,7 +177,8 @@ class JobQueue:
         self._pending.remove(job)
         job.state, job.finished_at = CANCELLED, time.time()
         job.error = f"Job {job.id} did not run: {why}."
-        job.future.set_exception(Cancelled(job.error))
+        if not job.future.cancelled():
+            job.future.set_exception(Cancelled(job.error))
 
     # ------------------------------------------------------------------------------------------------ queries
     def get(self, job_id: str) -> Job | None:
@@ -238,6 +239,12 @@ class JobQueue:
                     return
                 job = self.pick()
                 self._pending.remove(job)
+                # Its only waiter gave up (an asyncio wrapper of the future was cancelled: a client that went away
+                # behind Ray Serve): do not run it. From here on the future cannot be cancelled, only settled.
+                if not job.future.set_running_or_notify_cancel():
+                    job.state, job.finished_at = CANCELLED, time.time()
+                    job.error = f"Job {job.id} did not run: its caller went away."
+                    continue
                 if job.key is not None:
                     if self.last_key is not None and job.key != self.last_key:
                         self.switches += 1

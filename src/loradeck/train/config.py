@@ -145,6 +145,17 @@ class TrainConfig:
             values["sample_prompts"] = [values["sample_prompts"]]
         return cls(**values)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that are set, as plain values (paths as text): what ``from_dict`` reads back (the launcher
+        of ``--num-processes`` hands them to each process this way)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "cancel" or value is None:
+                continue
+            out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+        return out
+
     def with_(self, **changes: Any) -> TrainConfig:
         """A copy with the given fields changed; ``None`` values are ignored (an unset CLI flag)."""
         return replace(self, **{k: _coerce(k, v) for k, v in changes.items() if v is not None})

@@ -6,7 +6,6 @@ sees exactly the batches, flips and caption orders the uninterrupted run would h
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +49,11 @@ class BucketSettings:
 class Batch:
     latents: torch.Tensor  # NCHW, float32
     captions: list[str]
+    # Several processes (DDP): this process's rows of the step's global batch, its size, and a weight per row (0 for
+    # a stand-in row when the global batch has fewer pictures than processes). One process: all rows, weights 1.
+    rows: list[int] | None = None
+    total: int = 0
+    weights: list[float] | None = None
 
 
 class TrainDataset:
@@ -107,7 +111,8 @@ class TrainDataset:
 
     # ------------------------------------------------------------------------------------------------ order
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """Global batches of item indices (repeats expanded) for one epoch; batches never mix buckets."""
+        """Global batches (``batch_size`` per process × processes) of item indices (repeats expanded) for one epoch;
+        batches never mix buckets. One step is one global batch, whatever the number of processes."""
         if epoch not in self._orders:
             rng = random.Random(f"order:{self.seed}:{epoch}")
             train = [i for i, item in enumerate(self.spec.items) if not item.is_reg for _ in range(item.repeats)]
@@ -119,10 +124,11 @@ class TrainDataset:
             for idx in train + reg:
                 by_bucket.setdefault(self.item_buckets[idx], []).append(idx)
             batches: list[list[int]] = []
+            size = self.batch_size * self.num_processes
             for bucket in sorted(by_bucket):
                 pool = by_bucket[bucket]
                 rng.shuffle(pool)
-                batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+                batches += [pool[i : i + size] for i in range(0, len(pool), size)]
             rng.shuffle(batches)
             self._orders = {epoch: batches}  # only the current epoch is kept
         return self._orders[epoch]
@@ -133,12 +139,11 @@ class TrainDataset:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.batches_per_epoch / self.num_processes)
+        return self.batches_per_epoch
 
     def locate(self, step: int) -> tuple[int, int]:
-        """(epoch, index of this process's batch within the epoch) of a 0-based step."""
-        epoch, k = divmod(step, self.steps_per_epoch)
-        return epoch, (k * self.num_processes + self.process_index) % self.batches_per_epoch
+        """(epoch, index of the step's global batch within the epoch) of a 0-based step."""
+        return divmod(step, self.steps_per_epoch)
 
     # ------------------------------------------------------------------------------------------------ pixels
     def pixels(self, idx: int, flip: bool = False) -> torch.Tensor:
@@ -175,20 +180,23 @@ class TrainDataset:
 
     # ------------------------------------------------------------------------------------------------ batches
     def batch(self, step: int, encode: Encoder) -> Batch:
+        """This process's share of the step's global batch. Every process draws the flips and captions of the whole
+        global batch in order from one generator, so N processes see exactly what one process with the whole batch
+        sees; each keeps its own slice of ``batch_size`` rows."""
         epoch, k = self.locate(step)
         indices = self.epoch_batches(epoch)[k]
-        rng = random.Random(f"step:{self.seed}:{step}:{self.process_index}")
-        latents, captions = [], []
-        for idx in indices:
+        rng = random.Random(f"step:{self.seed}:{step}:0")
+        start = self.process_index * self.batch_size
+        mine = range(start, min(start + self.batch_size, len(indices)))
+        rows, latents, captions = [], [], []
+        for pos, idx in enumerate(indices):
             item = self.spec.items[idx]
             flip = self._flip[item.subset] and rng.random() < 0.5
-            latents.append(self._latent(idx, flip, encode))
             rate, every, tag_rate = self.caption_dropout
             if drops_caption(rng, epoch + 1, rate, every):
-                captions.append("")  # kohya drops everything, trigger included: unconditional training
-                continue
-            captions.append(
-                process_caption(
+                caption = ""  # kohya drops everything, trigger included: unconditional training
+            else:
+                caption = process_caption(
                     item.caption,
                     rng,
                     shuffle=self._shuffle[item.subset],
@@ -196,8 +204,12 @@ class TrainDataset:
                     trigger="" if item.is_reg else self.trigger,
                     tag_dropout=tag_rate,
                 )
-            )
-        return Batch(torch.stack(latents), captions)
+            if pos in mine or (not mine and pos == 0):  # no row of its own: a stand-in with weight 0 (DDP needs one)
+                rows.append(pos)
+                latents.append(self._latent(idx, flip, encode))
+                captions.append(caption)
+        weights = [1.0 if pos in mine else 0.0 for pos in rows]
+        return Batch(torch.stack(latents), captions, rows, len(indices), weights)
 
 
 def _npz_path(image: Path, bucket: tuple[int, int]) -> Path:

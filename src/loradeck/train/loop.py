@@ -279,12 +279,14 @@ class _Run:
         self.saved_step: int | None = start if cfg.resume and start else None
         t0, done = time.perf_counter(), start
         for step in range(start, total):
-            if self.cancel is not None and self.cancel.is_set():
+            if self._all_agree(self.cancel is not None and self.cancel.is_set()):
                 self._save(step)
                 return self._result(step, cancelled=True, t0=t0)
             batch = ds.batch(step, encode)
             latents = batch.latents
-            noisy, target, t = noised(latents, noise_sched, cfg.seed, step, cfg.noise_offset, prediction)
+            noisy, target, t = noised(
+                latents, noise_sched, cfg.seed, step, cfg.noise_offset, prediction, batch.rows, batch.total
+            )
             noisy, target, t_dev = noisy.to(device), target.to(device), t.to(device)
             with acc.autocast():
                 with torch.set_grad_enabled(train_te):
@@ -296,8 +298,12 @@ class _Run:
             per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
             if cfg.min_snr_gamma:
                 per_sample = per_sample * min_snr_weights(snr[t], cfg.min_snr_gamma, prediction).to(device)
-            loss = per_sample.mean()
-            if not torch.isfinite(loss):
+            if acc.num_processes == 1:
+                loss = per_sample.mean()
+            else:  # DDP averages the processes' gradients: scaled so that they average to the global batch's mean
+                weights = torch.tensor(batch.weights, device=per_sample.device)
+                loss = (per_sample * weights).sum() * acc.num_processes / batch.total
+            if self._all_agree(not bool(torch.isfinite(loss))):
                 self._diverged(step, "the loss")
             acc.backward(loss)
             if acc.sync_gradients and cfg.max_grad_norm:
@@ -320,6 +326,14 @@ class _Run:
         return self._finish(done, t0)
 
     # ------------------------------------------------------------------------------------------------ pieces
+    def _all_agree(self, flag: bool) -> bool:
+        """True when ``flag`` is true on any process: with several (DDP), a stop (cancel, a NaN on one of them) must
+        happen at the same step everywhere, or the others wait for it in the next gradient exchange forever."""
+        if self.acc.num_processes == 1:
+            return flag
+        votes = self.acc.reduce(torch.tensor([1.0 if flag else 0.0], device=self.acc.device), reduction="sum")
+        return bool(votes.item() > 0)
+
     def _report(self, done: int, t0: float, start: int, scheduler) -> None:
         if self.on_progress is None:
             return
