@@ -10,12 +10,13 @@ class Family(StrEnum):
     SD2 = "sd2"
     SDXL = "sdxl"
     DEMO = "demo"  # the embedded tiny model (SD architecture, its own sizes)
+    FLUX = "flux"  # Flux.1 (dev/schnell and derivatives): MMDiT transformer, CLIP-L + T5
     UNKNOWN = "unknown"
 
     @property
     def label(self) -> str:
         """The name A1111 shows and writes in `sd version` sidecars."""
-        return {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "demo": "Demo", "unknown": "Unknown"}[self.value]
+        return {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "demo": "Demo", "flux": "Flux", "unknown": "Unknown"}[self.value]
 
     @classmethod
     def from_label(cls, text: str | None) -> Family:
@@ -23,6 +24,8 @@ class Family(StrEnum):
         t = (text or "").lower().replace(" ", "")
         if t.startswith("sdxl") or t.startswith("pony") or t.startswith("illustrious"):
             return cls.SDXL
+        if t.startswith("flux"):
+            return cls.FLUX
         if t.startswith("sd2"):
             return cls.SD2
         if t.startswith("sd1"):

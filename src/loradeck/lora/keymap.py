@@ -45,12 +45,22 @@ RESNET_SGM = {
 }
 
 
+DENOISERS = ("unet", "transformer")  # components that take the `unet` multiplier of `<lora:name:te:unet>`
+
+
 @dataclass(frozen=True)
 class ModuleRef:
-    """A module of our loaded models: component ("unet" | "te1" | "te2") and dotted path inside it."""
+    """A module of our loaded models: component ("unet" | "transformer" | "te1" | "te2") and dotted path inside it.
+
+    ``rows``: set when the LoRA module addresses a fused weight that our model holds split (Flux's ``qkv`` and
+    ``linear1`` are to_q/to_k/to_v/proj_mlp in diffusers): the (start, stop) segments of the LoRA's ΔW rows,
+    concatenated, that make this module's rows; ``total`` is the fused weight's row count the LoRA must have.
+    """
 
     component: str
     path: str
+    rows: tuple[tuple[int, int], ...] | None = None
+    total: int | None = None
 
 
 @dataclass
@@ -62,10 +72,22 @@ class KeyMap:
     conv_modules: dict[str, ModuleRef] = field(default_factory=dict)  # LoCon additions (conv_dim)
     extra_modules: dict[str, ModuleRef] = field(default_factory=dict)  # norms, conv_in/out, embeddings (LyCORIS full)
     aliases: dict[str, str] = field(default_factory=dict)  # other spelling → canonical name
+    # a canonical name whose weight our model holds split → every piece (each ModuleRef has ``rows``)
+    fused: dict[str, tuple[ModuleRef, ...]] = field(default_factory=dict)
+    # a name addressing one piece of a fused weight (diffusers' to_q of Flux's qkv) → (fused canonical name, rows)
+    part_of: dict[str, tuple[str, tuple[int, int]]] = field(default_factory=dict)
 
     def resolve(self, name: str) -> ModuleRef | None:
         name = self.aliases.get(name, name)
         return self.modules.get(name) or self.conv_modules.get(name) or self.extra_modules.get(name)
+
+    def resolve_all(self, name: str) -> tuple[ModuleRef, ...]:
+        """Every module the LoRA module ``name`` changes: one, or the pieces of a fused weight."""
+        canon = self.aliases.get(name, name)
+        if canon in self.fused:
+            return self.fused[canon]
+        ref = self.resolve(name)
+        return () if ref is None else (ref,)
 
     def canonical(self, name: str) -> str:
         return self.aliases.get(name, name)
@@ -225,9 +247,17 @@ def _has_text_model(config: dict) -> bool:
 
 
 def keymap_for_family(family: Family) -> KeyMap:
-    """KeyMap from the configs shipped for ``family`` (sd1, sd2, sdxl)."""
+    """KeyMap from the configs shipped for ``family`` (sd1, sd2, sdxl, flux)."""
     if family is Family.DEMO:
         return build_keymap(family, demo_config("unet"), {"te1": demo_config("text_encoder")}, {"te1": False})
+    if family is Family.FLUX:  # Flux.1-dev's sizes, shipped as data (configs/flux)
+        from loradeck.lora.flux_keys import build_flux_keymap
+
+        return build_flux_keymap(
+            _shipped_config("flux", "transformer"),
+            clip_layers=_shipped_config("flux", "text_encoder")["num_hidden_layers"],
+            t5_layers=_shipped_config("flux", "text_encoder_2")["num_layers"],
+        )
     folder = family.config_dir
     if folder is None:
         raise ValueError(f"no shipped config for family {family.value!r}; use keymap_from_models")

@@ -1,0 +1,400 @@
+"""Flux LoRAs in every layout merge into a reduced random Flux as W + s·up@down on BFL's fused weights, and as
+diffusers' load_lora_weights + fuse_lora does where diffusers reads the layout.
+
+The reference mapping between BFL's fused weights and diffusers' split modules is written out here, independent
+of loradeck's (it is diffusers' single-file conversion: qkv → to_q/to_k/to_v, linear1 → to_q/to_k/to_v/proj_mlp,
+final_layer.adaLN_modulation.1 → norm_out.linear with shift and scale swapped).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+import torch
+from diffusers import FluxPipeline, FluxTransformer2DModel
+from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+from conftest import snapshot
+from loradeck.families import Family
+from loradeck.lora.flux_keys import keymap_from_flux_models
+from loradeck.lora.formats import parse_state_dict
+from loradeck.lora.patcher import LoraPatcher, StackEntry
+
+
+def _config(sub: str) -> dict:
+    text = (resources.files("loradeck") / "configs" / "flux_tiny" / sub / "config.json").read_text()
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
+def build_tiny_flux(seed: int = 0):
+    torch.manual_seed(seed)
+    tr = FluxTransformer2DModel(**_config("transformer")).eval()
+    te1 = CLIPTextModel(CLIPTextConfig(**_config("text_encoder"))).eval()
+    te2 = T5EncoderModel(T5Config(**_config("text_encoder_2"))).eval()
+    comps = {"transformer": tr, "te1": te1, "te2": te2}
+    return comps, keymap_from_flux_models(tr, {"te1": te1, "te2": te2})
+
+
+# ---------------------------------------------------------------- the reference mapping (BFL path → pieces)
+def bfl_table(tr) -> dict[str, list[tuple[str, int]] | str]:
+    """BFL dotted path → diffusers path (one-to-one) or [(diffusers path, rows)] (fused, in row order)."""
+    cfg = tr.config
+    d = cfg.num_attention_heads * cfg.attention_head_dim
+    table: dict[str, list[tuple[str, int]] | str] = {}
+    for i in range(cfg.num_layers):
+        b, t = f"double_blocks.{i}.", f"transformer_blocks.{i}."
+        table[b + "img_attn.qkv"] = [(t + f"attn.to_{x}", d) for x in "qkv"]
+        table[b + "txt_attn.qkv"] = [(t + f"attn.add_{x}_proj", d) for x in "qkv"]
+        table.update(
+            {
+                b + "img_attn.proj": t + "attn.to_out.0",
+                b + "txt_attn.proj": t + "attn.to_add_out",
+                b + "img_mlp.0": t + "ff.net.0.proj",
+                b + "img_mlp.2": t + "ff.net.2",
+                b + "txt_mlp.0": t + "ff_context.net.0.proj",
+                b + "txt_mlp.2": t + "ff_context.net.2",
+                b + "img_mod.lin": t + "norm1.linear",
+                b + "txt_mod.lin": t + "norm1_context.linear",
+            }
+        )
+    for i in range(cfg.num_single_layers):
+        b, t = f"single_blocks.{i}.", f"single_transformer_blocks.{i}."
+        mlp = tr.single_transformer_blocks[i].proj_mlp.out_features
+        table[b + "linear1"] = [(t + f"attn.to_{x}", d) for x in "qkv"] + [(t + "proj_mlp", mlp)]
+        table[b + "linear2"] = t + "proj_out"
+        table[b + "modulation.lin"] = t + "norm.linear"
+    table.update(
+        {
+            "img_in": "x_embedder",
+            "txt_in": "context_embedder",
+            "time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
+            "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+            "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+            "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+            "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
+            "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2",
+            "final_layer.linear": "proj_out",
+            "final_layer.adaLN_modulation.1": "norm_out.linear",  # rows swapped (see _expected)
+        }
+    )
+    return table
+
+
+BLOCKS_ONLY = ("double_blocks.", "single_blocks.")
+
+
+def _fused_weight(tr, target) -> torch.Tensor:
+    if isinstance(target, str):
+        return tr.get_submodule(target).weight.detach().float()
+    return torch.cat([tr.get_submodule(p).weight.detach().float() for p, _ in target], 0)
+
+
+def _swap(w: torch.Tensor) -> torch.Tensor:
+    half = w.shape[0] // 2
+    return torch.cat([w[half:], w[:half]], 0)
+
+
+def kohya_flux_lora(comps, rank=4, alpha=2.0, seed=1, which=None, clip=True, t5=False):
+    """A kohya Flux LoRA: BFL module names, random factors, over ``which`` BFL paths (default all of them)."""
+    g = torch.Generator().manual_seed(seed)
+    tr = comps["transformer"]
+    sd: dict[str, torch.Tensor] = {}
+    table = bfl_table(tr)
+    for bfl, target in table.items():
+        if which is not None and not which(bfl):
+            continue
+        w = _fused_weight(tr, target)
+        name = "lora_unet_" + bfl.replace(".", "_")
+        sd[f"{name}.lora_down.weight"] = torch.randn(rank, w.shape[1], generator=g) * 0.2
+        sd[f"{name}.lora_up.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.2
+        if alpha is not None:
+            sd[f"{name}.alpha"] = torch.tensor(alpha)
+    te_modules = []
+    if clip:
+        for i in range(comps["te1"].config.num_hidden_layers):
+            for leaf in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"):
+                te_modules.append(("te1", f"text_model.encoder.layers.{i}.{leaf}", f"encoder.layers.{i}.{leaf}"))
+    if t5:
+        for i in range(comps["te2"].config.num_layers):
+            for leaf in ("layer.0.SelfAttention.q", "layer.1.DenseReluDense.wo"):
+                te_modules.append(("te2", f"encoder.block.{i}.{leaf}", f"encoder.block.{i}.{leaf}"))
+    for comp, kohya_path, path in te_modules:
+        w = comps[comp].get_submodule(path).weight
+        prefix = "lora_te1_" if comp == "te1" else "lora_te3_"
+        name = prefix + kohya_path.replace(".", "_")
+        sd[f"{name}.lora_down.weight"] = torch.randn(rank, w.shape[1], generator=g) * 0.2
+        sd[f"{name}.lora_up.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.2
+        if alpha is not None:
+            sd[f"{name}.alpha"] = torch.tensor(alpha)
+    return sd
+
+
+def _expected(comps, kohya_sd, scale=1.0) -> dict[str, torch.Tensor]:
+    """{component.path.weight: W + m·s·up@down} by the reference table: the formula on BFL's fused weights."""
+    tr = comps["transformer"]
+    table = bfl_table(tr)
+    by_kohya = {"lora_unet_" + bfl.replace(".", "_"): (bfl, t) for bfl, t in table.items()}
+    out: dict[str, torch.Tensor] = {}
+    for key in kohya_sd:
+        if not key.endswith(".lora_down.weight"):
+            continue
+        name = key.split(".", 1)[0]
+        down, up = kohya_sd[f"{name}.lora_down.weight"], kohya_sd[f"{name}.lora_up.weight"]
+        alpha = kohya_sd.get(f"{name}.alpha")
+        s = (float(alpha) / down.shape[0] if alpha is not None else 1.0) * scale
+        delta = s * (up.float() @ down.float())
+        if name in by_kohya:
+            bfl, target = by_kohya[name]
+            fused = _fused_weight(tr, target)
+            if bfl == "final_layer.adaLN_modulation.1":  # diffusers holds (scale, shift); BFL (shift, scale)
+                fused = _swap(fused)
+            merged = fused + delta
+            if bfl == "final_layer.adaLN_modulation.1":
+                merged = _swap(merged)
+            if isinstance(target, str):
+                out[f"transformer.{target}.weight"] = merged
+            else:
+                start = 0
+                for path, n in target:
+                    out[f"transformer.{path}.weight"] = merged[start : start + n]
+                    start += n
+        else:
+            comp, prefix = ("te1", "lora_te1_text_model_") if name.startswith("lora_te1_") else ("te2", "lora_te3_")
+            path = _te_path(comps[comp], name[len(prefix) :])
+            out[f"{comp}.{path}.weight"] = comps[comp].get_submodule(path).weight.detach().float() + delta
+    return out
+
+
+def _te_path(model, underscored: str) -> str:
+    for path, _ in model.named_modules():  # test-side lookup only: the reference, not loradeck's way
+        if path.replace(".", "_") == underscored:
+            return path
+    raise KeyError(underscored)
+
+
+def _merge_ours(comps, keymap, sd, tmp_path, scale=1.0):
+    lora = parse_state_dict(tmp_path / "flux.safetensors", sd, {})
+    assert lora.family is Family.FLUX
+    patcher = LoraPatcher(comps, keymap)
+    report = patcher.apply([StackEntry(lora, te=scale, unet=scale)])
+    assert not report.warnings, report.warnings
+    assert not report.files[0].unmatched_modules and not lora.unparsed_keys, (
+        report.files[0].unmatched_modules,
+        lora.unparsed_keys,
+    )
+    return lora, patcher
+
+
+def _close(ours: torch.Tensor, ref: torch.Tensor, key: str) -> None:
+    tol = 1e-5 * max(float(ref.abs().max()), 1e-6)
+    assert float((ours.float() - ref.float()).abs().max()) <= tol, key
+
+
+def _check_formula(comps, expected) -> None:
+    snap = snapshot(comps)
+    for key, ref in expected.items():
+        _close(snap[key], ref, key)
+
+
+# ---------------------------------------------------------------- layouts built from one kohya LoRA
+def comfy_layout(kohya_sd, ab=False):
+    """ComfyUI/BFL: ``diffusion_model.<BFL path>.lora_down/up`` (or PEFT's ``lora_A/B``) and
+    ``text_encoders.clip_l.transformer.<path>``."""
+    tr_names = {k.split(".", 1)[0] for k in kohya_sd if k.startswith("lora_unet_")}
+    out = {}
+    for key, v in kohya_sd.items():
+        name, param = key.split(".", 1)
+        if ab:
+            param = param.replace("lora_down", "lora_A").replace("lora_up", "lora_B")
+        if name in tr_names:
+            out[f"diffusion_model.{_bfl_dotted(name)}.{param}"] = v
+        else:
+            rest = name[len("lora_te1_text_model_") :]
+            path = "text_model." + rest.replace("encoder_layers_", "encoder.layers.").replace("_self_attn_", ".self_attn.")
+            out[f"text_encoders.clip_l.transformer.{path}.{param}"] = v
+    return out
+
+
+def _bfl_dotted(kohya_name: str) -> str:
+    return _BFL_BY_KOHYA[kohya_name]
+
+
+_BFL_BY_KOHYA: dict[str, str] = {}
+
+
+def _fill_bfl(comps) -> None:
+    for bfl in bfl_table(comps["transformer"]):
+        _BFL_BY_KOHYA["lora_unet_" + bfl.replace(".", "_")] = bfl
+
+
+def split_layout(comps, kohya_sd, prefix: str, spelling: str):
+    """The diffusers split: each fused module becomes its pieces with the shared down and the up's row block; the
+    scale α/r is folded into up (PEFT files carry no α). ``spelling``: "dotted" (diffusers/PEFT ``lora_A/B``) or
+    "kohya" (OneTrainer's ``lora_transformer_…`` with ``lora_down/up``)."""
+    tr = comps["transformer"]
+    table = bfl_table(tr)
+    out = {}
+    for bfl, target in table.items():
+        name = "lora_unet_" + bfl.replace(".", "_")
+        if f"{name}.lora_down.weight" not in kohya_sd:
+            continue
+        down, up = kohya_sd[f"{name}.lora_down.weight"], kohya_sd[f"{name}.lora_up.weight"]
+        alpha = kohya_sd.get(f"{name}.alpha")
+        up = up * (float(alpha) / down.shape[0] if alpha is not None else 1.0)
+        if bfl == "final_layer.adaLN_modulation.1":
+            pieces, up = [("norm_out.linear", up.shape[0])], _swap(up)
+        elif isinstance(target, str):
+            pieces = [(target, up.shape[0])]
+        else:
+            pieces = target
+        start = 0
+        for path, n in pieces:
+            piece_up = up[start : start + n].clone()
+            start += n
+            if spelling == "dotted":
+                out[f"{prefix}{path}.lora_A.weight"] = down.clone()
+                out[f"{prefix}{path}.lora_B.weight"] = piece_up
+            else:
+                out[f"{prefix}{path.replace('.', '_')}.lora_down.weight"] = down.clone()
+                out[f"{prefix}{path.replace('.', '_')}.lora_up.weight"] = piece_up
+    return out
+
+
+def xlabs_layout(kohya_sd):
+    out = {}
+    for key, v in kohya_sd.items():
+        name, param = key.split(".", 1)
+        if param == "alpha":
+            continue
+        i, stream, what = name.split("_")[4], name.split("_")[5], name.split("_")[7]
+        lora = f"{what}_lora{1 if stream == 'img' else 2}"
+        out[f"double_blocks.{i}.processor.{lora}.{'down' if 'down' in param else 'up'}.weight"] = v
+    return out
+
+
+# ---------------------------------------------------------------- diffusers' merge of the same file
+def _diffusers_merged(sd, scale=1.0, seed=0) -> dict[str, torch.Tensor]:
+    comps, _ = build_tiny_flux(seed)
+    pipe = FluxPipeline(
+        scheduler=None,
+        vae=None,
+        text_encoder=comps["te1"],
+        tokenizer=None,
+        text_encoder_2=None,
+        tokenizer_2=None,
+        transformer=comps["transformer"],
+    )
+    pipe.load_lora_weights({k: v.clone() for k, v in sd.items()})
+    pipe.fuse_lora(lora_scale=scale)
+    pipe.unload_lora_weights()
+    return snapshot(comps)
+
+
+def _check_against(comps, ref: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) -> int:
+    """Compare the transformer with diffusers' merge; the number of weights diffusers changed. (Its Flux kohya
+    reader turns CLIP keys into ``to_q_lora`` names that 0.42 does not apply to a transformers-5 CLIPTextModel,
+    so CLIP-L is checked by the formula.)"""
+    ours = snapshot(comps)
+    changed = 0
+    for key, r in ref.items():
+        if not key.startswith("transformer."):
+            continue
+        if not torch.equal(base[key], r):
+            changed += 1
+        _close(ours[key], r, key)
+    return changed
+
+
+def _n_transformer(expected) -> int:
+    return sum(k.startswith("transformer.") for k in expected)
+
+
+@pytest.fixture
+def flux():
+    comps, keymap = build_tiny_flux()
+    _fill_bfl(comps)
+    return comps, keymap
+
+
+def _diffusers_kohya_reads(bfl: str) -> bool:
+    """What diffusers' kohya Flux reader merges on a reduced model: it leaves img_in/txt_in/time_in/vector_in/
+    guidance_in/final_layer unmerged (0.42) and splits single blocks' linear1 at Flux.1-dev's hard-coded sizes
+    (3072×3 + 12288), so those are checked by the formula only."""
+    return bfl.startswith(BLOCKS_ONLY) and not bfl.endswith("linear1")
+
+
+def test_kohya_layout_formula_and_diffusers(flux, tmp_path):
+    comps, keymap = flux
+    sd = kohya_flux_lora(comps, which=_diffusers_kohya_reads)
+    base = snapshot(comps)
+    expected = _expected(comps, sd, scale=0.8)
+    lora, _ = _merge_ours(comps, keymap, sd, tmp_path, scale=0.8)
+    assert lora.layout == "kohya" and "lora_unet_double_blocks_0_img_attn_qkv" in lora.modules
+    _check_formula(comps, expected)
+    changed = _check_against(comps, _diffusers_merged(sd, scale=0.8), base)
+    assert changed == _n_transformer(expected)  # diffusers changed exactly the weights the formula names
+
+
+def test_every_kohya_module_including_guidance_and_t5(flux, tmp_path):
+    comps, keymap = flux
+    sd = kohya_flux_lora(comps, t5=True)
+    expected = _expected(comps, sd)
+    lora, patcher = _merge_ours(comps, keymap, sd, tmp_path)
+    assert any(n.startswith("lora_te3_") for n in lora.modules)
+    _check_formula(comps, expected)
+    base = build_tiny_flux()[0]
+    patcher.restore()
+    for key, v in snapshot(base).items():
+        assert torch.equal(snapshot(comps)[key], v), key
+
+
+@pytest.mark.parametrize("ab", [False, True])
+def test_comfyui_layout(flux, tmp_path, ab):
+    comps, keymap = flux
+    kohya = kohya_flux_lora(comps, which=None if ab else _diffusers_kohya_reads)
+    sd = comfy_layout(kohya, ab=ab)
+    base = snapshot(comps)
+    expected = _expected(comps, kohya)
+    lora, _ = _merge_ours(comps, keymap, sd, tmp_path)
+    assert lora.layout == "comfyui"
+    _check_formula(comps, expected)
+    if not ab:  # diffusers reads ComfyUI's kohya-style parameter names
+        assert _check_against(comps, _diffusers_merged(sd), base) == _n_transformer(expected)
+
+
+@pytest.mark.parametrize("prefix", ["transformer.", "base_model.model."])
+def test_diffusers_peft_split_layout(flux, tmp_path, prefix):
+    comps, keymap = flux
+    kohya = kohya_flux_lora(comps, which=lambda b: b.startswith(BLOCKS_ONLY) or b.startswith("final_layer"), clip=False)
+    sd = split_layout(comps, kohya, prefix, "dotted")
+    base = snapshot(comps)
+    expected = _expected(comps, kohya)
+    lora, _ = _merge_ours(comps, keymap, sd, tmp_path)
+    assert "lora_transformer_transformer_blocks_0_attn_to_q" in lora.modules
+    assert keymap.part_of["lora_transformer_transformer_blocks_0_attn_to_q"][0] == "lora_unet_double_blocks_0_img_attn_qkv"
+    _check_formula(comps, expected)
+    if prefix == "transformer.":
+        assert _check_against(comps, _diffusers_merged(sd), base) == _n_transformer(expected)
+
+
+def test_onetrainer_layout(flux, tmp_path):
+    comps, keymap = flux
+    kohya = kohya_flux_lora(comps, which=lambda b: b.startswith(BLOCKS_ONLY), clip=False)
+    sd = split_layout(comps, kohya, "lora_transformer_", "kohya")
+    expected = _expected(comps, kohya)
+    _merge_ours(comps, keymap, sd, tmp_path)
+    _check_formula(comps, expected)
+
+
+def test_xlabs_layout(flux, tmp_path):
+    comps, keymap = flux
+    kohya = kohya_flux_lora(comps, alpha=None, which=lambda b: b.startswith("double_blocks.") and "attn" in b, clip=False)
+    sd = xlabs_layout(kohya)
+    base = snapshot(comps)
+    expected = _expected(comps, kohya)
+    lora, _ = _merge_ours(comps, keymap, sd, tmp_path)
+    assert lora.layout == "xlabs"
+    _check_formula(comps, expected)
+    assert _check_against(comps, _diffusers_merged(sd), base) == _n_transformer(expected)
