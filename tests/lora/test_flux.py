@@ -212,7 +212,9 @@ def comfy_layout(kohya_sd, ab=False):
             out[f"diffusion_model.{_bfl_dotted(name)}.{param}"] = v
         else:
             rest = name[len("lora_te1_text_model_") :]
-            path = "text_model." + rest.replace("encoder_layers_", "encoder.layers.").replace("_self_attn_", ".self_attn.")
+            path = "text_model." + rest.replace("encoder_layers_", "encoder.layers.").replace(
+                "_self_attn_", ".self_attn."
+            )
             out[f"text_encoders.clip_l.transformer.{path}.{param}"] = v
     return out
 
@@ -373,7 +375,9 @@ def test_diffusers_peft_split_layout(flux, tmp_path, prefix):
     expected = _expected(comps, kohya)
     lora, _ = _merge_ours(comps, keymap, sd, tmp_path)
     assert "lora_transformer_transformer_blocks_0_attn_to_q" in lora.modules
-    assert keymap.part_of["lora_transformer_transformer_blocks_0_attn_to_q"][0] == "lora_unet_double_blocks_0_img_attn_qkv"
+    assert (
+        keymap.part_of["lora_transformer_transformer_blocks_0_attn_to_q"][0] == "lora_unet_double_blocks_0_img_attn_qkv"
+    )
     _check_formula(comps, expected)
     if prefix == "transformer.":
         assert _check_against(comps, _diffusers_merged(sd), base) == _n_transformer(expected)
@@ -390,7 +394,9 @@ def test_onetrainer_layout(flux, tmp_path):
 
 def test_xlabs_layout(flux, tmp_path):
     comps, keymap = flux
-    kohya = kohya_flux_lora(comps, alpha=None, which=lambda b: b.startswith("double_blocks.") and "attn" in b, clip=False)
+    kohya = kohya_flux_lora(
+        comps, alpha=None, which=lambda b: b.startswith("double_blocks.") and "attn" in b, clip=False
+    )
     sd = xlabs_layout(kohya)
     base = snapshot(comps)
     expected = _expected(comps, kohya)
@@ -398,3 +404,119 @@ def test_xlabs_layout(flux, tmp_path):
     assert lora.layout == "xlabs"
     _check_formula(comps, expected)
     assert _check_against(comps, _diffusers_merged(sd), base) == _n_transformer(expected)
+
+
+# ---------------------------------------------------------------- other kinds on fused weights, switching
+def _kinds_lora(comps, seed=3):
+    """One module of each kind on fused weights (kohya names) and the reference ΔW_fused of each (s included)."""
+    g = torch.Generator().manual_seed(seed)
+    tr = comps["transformer"]
+    table = bfl_table(tr)
+    r = lambda *shape: torch.randn(*shape, generator=g) * 0.2  # noqa: E731
+    sd, ref = {}, {}
+    # LoKr, W2 rows dividing D (sliced in W1) and not dividing it (materialised)
+    for bfl, w2_rows, w1_rank in (("double_blocks.0.img_attn.qkv", 8, None), ("double_blocks.1.txt_attn.qkv", 12, 2)):
+        w = _fused_weight(tr, table[bfl])
+        n = "lora_unet_" + bfl.replace(".", "_")
+        p, cols = w.shape[0] // w2_rows, w.shape[1]
+        w2 = r(w2_rows, cols // 4)
+        sd[f"{n}.lokr_w2"] = w2
+        if w1_rank:
+            sd[f"{n}.lokr_w1_a"], sd[f"{n}.lokr_w1_b"] = r(p, w1_rank), r(w1_rank, 4)
+            sd[f"{n}.alpha"] = torch.tensor(1.0)
+            w1, s = sd[f"{n}.lokr_w1_a"] @ sd[f"{n}.lokr_w1_b"], 1.0 / w1_rank
+        else:
+            sd[f"{n}.lokr_w1"] = w1 = r(p, 4)
+            s = 1.0
+        ref[bfl] = s * torch.kron(w1, w2)
+    # LoHa on linear1 (4 pieces)
+    bfl = "single_blocks.0.linear1"
+    w = _fused_weight(tr, table[bfl])
+    n = "lora_unet_" + bfl.replace(".", "_")
+    a1, b1, a2, b2 = r(w.shape[0], 2), r(2, w.shape[1]), r(w.shape[0], 2), r(2, w.shape[1])
+    sd |= {f"{n}.hada_w1_a": a1, f"{n}.hada_w1_b": b1, f"{n}.hada_w2_a": a2, f"{n}.hada_w2_b": b2}
+    sd[f"{n}.alpha"] = torch.tensor(4.0)
+    ref[bfl] = 2.0 * (a1 @ b1) * (a2 @ b2)
+    # full diff on the other linear1, DoRA (per-row magnitudes) on a qkv
+    bfl = "single_blocks.1.linear1"
+    w = _fused_weight(tr, table[bfl])
+    sd["lora_unet_single_blocks_1_linear1.diff"] = ref[bfl] = r(*w.shape)
+    bfl = "double_blocks.1.img_attn.qkv"
+    w = _fused_weight(tr, table[bfl])
+    n = "lora_unet_" + bfl.replace(".", "_")
+    up, down = r(w.shape[0], 4), r(4, w.shape[1])
+    mag = w.norm(dim=1, keepdim=True) * (1 + r(w.shape[0], 1).abs())
+    sd |= {
+        f"{n}.lora_up.weight": up,
+        f"{n}.lora_down.weight": down,
+        f"{n}.alpha": torch.tensor(4.0),
+        f"{n}.dora_scale": mag,
+    }
+    merged = w + up @ down
+    ref[bfl] = merged * (mag / merged.norm(dim=1, keepdim=True)) - w
+    return sd, ref
+
+
+def test_lokr_loha_full_dora_on_fused_weights(flux, tmp_path):
+    comps, keymap = flux
+    sd, ref = _kinds_lora(comps)
+    tr = comps["transformer"]
+    table = bfl_table(tr)
+    expected = {}
+    for bfl, delta in ref.items():
+        merged = _fused_weight(tr, table[bfl]) + delta
+        start = 0
+        for path, n in table[bfl]:
+            expected[f"transformer.{path}.weight"] = merged[start : start + n]
+            start += n
+    lora, _ = _merge_ours(comps, keymap, sd, tmp_path)
+    assert {s.kind for s in lora.modules.values()} == {"lokr", "loha", "full", "lora"}
+    _check_formula(comps, expected)
+
+
+def test_dora_with_column_magnitudes_on_a_fused_weight_is_refused(flux, tmp_path):
+    from loradeck.errors import FormatError
+
+    comps, keymap = flux
+    sd = kohya_flux_lora(comps, which=lambda b: b == "double_blocks.0.img_attn.qkv", clip=False)
+    sd["lora_unet_double_blocks_0_img_attn_qkv.dora_scale"] = torch.ones(1, 32)
+    lora = parse_state_dict(tmp_path / "dora.safetensors", sd, {})
+    with pytest.raises(FormatError, match="per-column magnitudes"):
+        LoraPatcher(comps, keymap).apply([StackEntry(lora)])
+
+
+def test_random_switches_restore_bit_exactly(flux, tmp_path):
+    """kohya, PEFT-split and LoKr/LoHa/DoRA files in random stacks and weights: after 100 switches the original
+    bits come back (int8 corrections: copy_share 0; DoRA keeps a copy)."""
+    comps, keymap = flux
+    original = snapshot(comps)
+    kohya = kohya_flux_lora(comps, seed=5)
+    split = split_layout(comps, kohya_flux_lora(comps, seed=6, clip=False), "transformer.", "dotted")
+    kinds, _ = _kinds_lora(comps, seed=7)
+    files = [parse_state_dict(tmp_path / f"{i}.safetensors", sd, {}) for i, sd in enumerate((kohya, split, kinds))]
+    patcher = LoraPatcher(comps, keymap, copy_share=0.0)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(100):
+        stack = [
+            StackEntry(f, te=w, unet=w) for f in files for w in [round(float(torch.rand(1, generator=g)) * 2 - 0.5, 2)]
+        ]
+        stack = [e for e, keep in zip(stack, torch.rand(3, generator=g) > 0.4, strict=True) if keep]
+        patcher.apply(stack)
+    patcher.apply([])
+    now = snapshot(comps)
+    assert all(torch.equal(now[k], v) for k, v in original.items())
+    patcher.restore()
+    assert patcher.undo_bytes() == 0
+
+
+def test_inspect_names_a_flux_file(flux, tmp_path):
+    from safetensors.torch import save_file
+
+    from loradeck.lora.inspect import inspect_lora
+
+    comps, _ = flux
+    path = tmp_path / "flux_style.safetensors"
+    save_file(comfy_layout(kohya_flux_lora(comps)), str(path))
+    info = inspect_lora(path)
+    assert info["family"] == "flux" and info["layout"] == "comfyui"
+    assert info["modules_total"] == 19 * 10 + 38 * 3 + 12 * 6 + 24 * 7  # Flux.1-dev's kohya set, CLIP-L, T5-XXL
