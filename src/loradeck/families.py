@@ -16,7 +16,8 @@ class Family(StrEnum):
     @property
     def label(self) -> str:
         """The name A1111 shows and writes in `sd version` sidecars."""
-        return {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "demo": "Demo", "flux": "Flux", "unknown": "Unknown"}[self.value]
+        labels = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL", "demo": "Demo", "flux": "Flux", "unknown": "Unknown"}
+        return labels[self.value]
 
     @classmethod
     def from_label(cls, text: str | None) -> Family:
