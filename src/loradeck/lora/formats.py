@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from loradeck.arch import lora_family_by_names
 from loradeck.errors import FormatError
 from loradeck.families import Family
 from loradeck.formats.embeddings import Embedding, embedding_from_data
@@ -202,20 +203,15 @@ _CTX = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL, 64: Family.DEMO}
 _TE_HIDDEN = {768: Family.SD1, 1024: Family.SD2, 1280: Family.SDXL, 64: Family.DEMO}
 
 
-_FLUX_NAMES = re.compile(
-    r"^(lora_unet_(double_blocks|single_blocks|transformer_blocks|single_transformer_blocks)_\d"
-    r"|lora_transformer_|lora_te3_)"
-)
-
-
 def detect_lora_family(modules: dict[str, dict[str, tuple[int, ...]]]) -> Family:
     """Family from module names and tensor shapes ({module: {param: shape}}), like A1111/kohya's base detection.
 
     Flux first: its names (BFL blocks, diffusers' transformer blocks, kohya's T5 ``lora_te3_``) are its own, and
     its CLIP-L keys are ``lora_te1_`` like SDXL's."""
     names = list(modules)
-    if any(_FLUX_NAMES.match(n) for n in names):
-        return Family.FLUX
+    proven = lora_family_by_names(names)  # the families whose module names are their own (arch/: Flux)
+    if proven is not None:
+        return proven
     if any(n.startswith(("lora_te1_", "lora_te2_")) for n in names):
         return Family.SDXL
     if any(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from loradeck.arch import arch_of
 from loradeck.families import Family
 
 ATTN_LEAVES = (
@@ -221,7 +222,8 @@ def build_keymap(
 ) -> KeyMap:
     """KeyMap for a family from its U-Net config and text-encoder configs ({"te1": cfg, "te2": cfg})."""
     km = KeyMap(family=family)
-    add_unet(km, unet_config, sgm_canonical=family is Family.SDXL)
+    arch = arch_of(family)
+    add_unet(km, unet_config, sgm_canonical=arch is not None and arch.unet_names == "sgm")
     has_tm = te_has_text_model or {}
     if family is Family.SDXL:
         add_text_encoder(km, "lora_te1", "te1", te_configs["te1"]["num_hidden_layers"], has_tm.get("te1", False))

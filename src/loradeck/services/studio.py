@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image
 
+from loradeck.arch import native_size
 from loradeck.demo.paths import DEMO, demo_lora_dir, demo_native_size
 from loradeck.errors import Cancelled, CheckpointNotFound, LoradeckError, ModelLoadError
 from loradeck.families import Family
@@ -47,8 +48,6 @@ log = logging.getLogger("loradeck")
 
 ProgressFn = Callable[[Progress], None]
 T = TypeVar("T")
-# A1111's usual native sizes, for planning a job on a checkpoint that is not loaded yet (corrected once it is)
-_NATIVE = {Family.SD1: 512, Family.SD2: 512, Family.SDXL: 1024}
 
 
 class Studio:
@@ -243,7 +242,7 @@ class Studio:
         if title == DEMO:
             return Checkpoint(DEMO, Family.DEMO, demo_native_size())
         family = Family(self._source(title).family)
-        return Checkpoint(title, family, _NATIVE.get(family, 512))
+        return Checkpoint(title, family, native_size(family))  # corrected once the model is loaded
 
     # ------------------------------------------------------------------------------------------------ generate
     def plan(self, request: GenerationRequest) -> GenerationPlan:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as st_save
 
+from loradeck.arch import native_size
 from loradeck.families import Family
 from loradeck.formats.sidecars import UserMetadata, atomic_write_bytes, write_preview, write_user_metadata
 
@@ -48,7 +49,7 @@ def modelspec(family: Family, title: str, *, prediction_type: str = "epsilon", r
     """The ``modelspec.*`` keys kohya writes for a LoRA (``library/sai_model_spec.py``)."""
     from loradeck.version import __version__
 
-    res = resolution or (1024 if family is Family.SDXL else 512)
+    res = resolution or native_size(Family.SD1 if family is Family.DEMO else family)  # demo LoRAs: SD1's
     return {
         "modelspec.sai_model_spec": "1.0.1",
         "modelspec.architecture": architecture(family, prediction_type),
