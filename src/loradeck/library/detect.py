@@ -14,8 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from loradeck.errors import LoradeckError
 from loradeck.arch import checkpoint_family
+from loradeck.errors import LoradeckError
 from loradeck.families import Family
 from loradeck.formats import json_safe
 from loradeck.formats.safetensors_io import SafetensorsHeader
