@@ -112,7 +112,13 @@ def main() -> None:
     patcher.restore()
 
     pipe = FluxPipeline(
-        scheduler=None, vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None, transformer=tr
+        scheduler=None,
+        vae=None,
+        text_encoder=None,
+        tokenizer=None,
+        text_encoder_2=None,
+        tokenizer_2=None,
+        transformer=tr,
     )
 
     def d_apply():
