@@ -8,36 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import FluxTransformer2DModel
-from tests.lora.test_flux import bfl_table, build_tiny_flux
+from tests.helpers.flux import build_tiny_flux, to_bfl
 
 from loradeck.formats.flux_file import bfl_to_diffusers, infer_config, is_bfl_flux
-
-_NORMS_DOUBLE = {
-    "img_attn.norm.query_norm.scale": "attn.norm_q.weight",
-    "img_attn.norm.key_norm.scale": "attn.norm_k.weight",
-    "txt_attn.norm.query_norm.scale": "attn.norm_added_q.weight",
-    "txt_attn.norm.key_norm.scale": "attn.norm_added_k.weight",
-}
-_NORMS_SINGLE = {"norm.query_norm.scale": "attn.norm_q.weight", "norm.key_norm.scale": "attn.norm_k.weight"}
-
-
-def to_bfl(tr) -> dict[str, torch.Tensor]:
-    sd = tr.state_dict()
-    out = {}
-    for bfl, target in bfl_table(tr).items():
-        for leaf in ("weight", "bias"):
-            if isinstance(target, str):
-                t = sd[f"{target}.{leaf}"]
-                if bfl == "final_layer.adaLN_modulation.1":
-                    t = torch.cat([t[t.shape[0] // 2 :], t[: t.shape[0] // 2]])
-            else:
-                t = torch.cat([sd[f"{p}.{leaf}"] for p, _ in target])
-            out[f"{bfl}.{leaf}"] = t.clone()
-    for i in range(tr.config.num_layers):
-        out |= {f"double_blocks.{i}.{k}": sd[f"transformer_blocks.{i}.{v}"] for k, v in _NORMS_DOUBLE.items()}
-    for i in range(tr.config.num_single_layers):
-        out |= {f"single_blocks.{i}.{k}": sd[f"single_transformer_blocks.{i}.{v}"] for k, v in _NORMS_SINGLE.items()}
-    return out
 
 
 def _forward(tr, seed=0):

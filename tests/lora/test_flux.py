@@ -11,60 +11,12 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import FluxPipeline
-from tests.helpers.flux import bfl_table, build_tiny_flux
+from tests.helpers.flux import BLOCKS_ONLY, _fused_weight, _swap, bfl_table, build_tiny_flux, kohya_flux_lora
 
 from conftest import snapshot
 from loradeck.families import Family
 from loradeck.lora.formats import parse_state_dict
 from loradeck.lora.patcher import LoraPatcher, StackEntry
-
-BLOCKS_ONLY = ("double_blocks.", "single_blocks.")
-
-
-def _fused_weight(tr, target) -> torch.Tensor:
-    if isinstance(target, str):
-        return tr.get_submodule(target).weight.detach().float()
-    return torch.cat([tr.get_submodule(p).weight.detach().float() for p, _ in target], 0)
-
-
-def _swap(w: torch.Tensor) -> torch.Tensor:
-    half = w.shape[0] // 2
-    return torch.cat([w[half:], w[:half]], 0)
-
-
-def kohya_flux_lora(comps, rank=4, alpha=2.0, seed=1, which=None, clip=True, t5=False):
-    """A kohya Flux LoRA: BFL module names, random factors, over ``which`` BFL paths (default all of them)."""
-    g = torch.Generator().manual_seed(seed)
-    tr = comps["transformer"]
-    sd: dict[str, torch.Tensor] = {}
-    table = bfl_table(tr)
-    for bfl, target in table.items():
-        if which is not None and not which(bfl):
-            continue
-        w = _fused_weight(tr, target)
-        name = "lora_unet_" + bfl.replace(".", "_")
-        sd[f"{name}.lora_down.weight"] = torch.randn(rank, w.shape[1], generator=g) * 0.2
-        sd[f"{name}.lora_up.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.2
-        if alpha is not None:
-            sd[f"{name}.alpha"] = torch.tensor(alpha)
-    te_modules = []
-    if clip:
-        for i in range(comps["te1"].config.num_hidden_layers):
-            for leaf in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"):
-                te_modules.append(("te1", f"text_model.encoder.layers.{i}.{leaf}", f"encoder.layers.{i}.{leaf}"))
-    if t5:
-        for i in range(comps["te2"].config.num_layers):
-            for leaf in ("layer.0.SelfAttention.q", "layer.1.DenseReluDense.wo"):
-                te_modules.append(("te2", f"encoder.block.{i}.{leaf}", f"encoder.block.{i}.{leaf}"))
-    for comp, kohya_path, path in te_modules:
-        w = comps[comp].get_submodule(path).weight
-        prefix = "lora_te1_" if comp == "te1" else "lora_te3_"
-        name = prefix + kohya_path.replace(".", "_")
-        sd[f"{name}.lora_down.weight"] = torch.randn(rank, w.shape[1], generator=g) * 0.2
-        sd[f"{name}.lora_up.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.2
-        if alpha is not None:
-            sd[f"{name}.alpha"] = torch.tensor(alpha)
-    return sd
 
 
 def _expected(comps, kohya_sd, scale=1.0) -> dict[str, torch.Tensor]:
