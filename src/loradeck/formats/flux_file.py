@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -79,7 +80,7 @@ def infer_config(shapes: Mapping[str, tuple[int, ...]]) -> dict:
     try:
         dim, in_channels = shapes["img_in.weight"]
         head_dim = shapes["double_blocks.0.img_attn.norm.query_norm.scale"][0]
-        config = {
+        config: dict[str, Any] = {
             "patch_size": 1,
             "in_channels": in_channels,
             "num_layers": _count(shapes, "double_blocks."),
