@@ -106,3 +106,12 @@ def test_sd1_lora_on_flux_is_skipped_with_one_warning(library, tmp_path):
     assert [c.entry.name for c in plan.loras] == ["flux_style"]
     skipped = [w for w in plan.warnings if "sd1_style" in w and "more than once" not in w]
     assert len(skipped) == 1 and "SD1" in skipped[0] and "Flux" in skipped[0] and "skipped" in skipped[0]
+
+
+def test_flux_diffusers_folder_is_flux(tmp_path):
+    from loradeck.library.detect import summarize_diffusers_dir
+
+    (tmp_path / "text_encoder").mkdir()
+    (tmp_path / "text_encoder" / "config.json").write_text(json.dumps({"hidden_size": 768}))  # CLIP-L, as SD1's
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    assert summarize_diffusers_dir(tmp_path).family is Family.FLUX

@@ -181,6 +181,8 @@ def summarize_diffusers_dir(folder: Path) -> Summary:
     fam = Family.UNKNOWN
     if isinstance(index, dict) and index.get("loradeck_family") in {f.value for f in Family}:
         fam = Family(index["loradeck_family"])
+    elif isinstance(index, dict) and "Flux" in str(index.get("_class_name", "")):
+        fam = Family.FLUX
     elif isinstance(index, dict) and "XL" in str(index.get("_class_name", "")):
         fam = Family.SDXL
     else:
