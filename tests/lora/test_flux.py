@@ -408,3 +408,25 @@ def test_inspect_names_a_flux_file(flux, tmp_path):
     info = inspect_lora(path)
     assert info["family"] == "flux" and info["layout"] == "comfyui"
     assert info["modules_total"] == 19 * 10 + 38 * 3 + 12 * 6 + 24 * 7  # Flux.1-dev's kohya set, CLIP-L, T5-XXL
+
+
+def test_convert_to_peft_splits_fused_modules(flux, tmp_path):
+    """``lora convert --to peft`` of a kohya Flux file: each fused module becomes its diffusers pieces; the
+    converted file merges to the same weights (the formula) and loads in diffusers to the same weights."""
+    from loradeck.lora.files.read import read_deltas
+    from loradeck.lora.files.write import LowRankModule
+    from loradeck.lora.ops.convert import peft_tensors
+
+    comps, keymap = flux
+    kohya = kohya_flux_lora(comps, which=lambda b: b.startswith(BLOCKS_ONLY) or b.startswith("final_layer"), clip=True)
+    ds = read_deltas(parse_state_dict(tmp_path / "k.safetensors", kohya, {}))
+    modules = [LowRankModule(d.name, d.shape, *d.lowrank()) for d in ds.modules.values()]
+    peft = peft_tensors(modules, Family.FLUX, torch.float32)
+    assert "transformer.single_transformer_blocks.0.proj_mlp.lora_B.weight" in peft
+    assert "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight" in peft
+    base = snapshot(comps)
+    expected = _expected(comps, kohya)
+    _merge_ours(comps, keymap, peft, tmp_path)
+    _check_formula(comps, expected)
+    transformer_only = {k: v for k, v in peft.items() if k.startswith("transformer.")}
+    assert _check_against(comps, _diffusers_merged(transformer_only), base) == _n_transformer(expected)

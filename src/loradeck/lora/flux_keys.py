@@ -84,14 +84,14 @@ def _one(km: KeyMap, target: dict[str, ModuleRef], bfl: str, path: str) -> None:
     _alias_diffusers(km, name, path)
 
 
-def _fused(km: KeyMap, bfl: str, pieces: list[tuple[str, int]], into_modules: bool = True) -> None:
+def _fused(km: KeyMap, bfl: str, pieces: list[tuple[str, int]], dim: int, into_modules: bool = True) -> None:
     """A fused BFL weight held split: ``pieces`` = (diffusers path, rows) in the fused weight's row order."""
     name = "lora_unet_" + bfl
     total = sum(n for _, n in pieces)
     refs: list[ModuleRef] = []
     start = 0
     for path, n in pieces:
-        ref = ModuleRef("transformer", path, rows=((start, start + n),), total=total)
+        ref = ModuleRef("transformer", path, rows=((start, start + n),), total=total, unit=dim)
         refs.append(ref)
         part = "lora_transformer_" + _u(path)
         km.extra_modules[part] = ModuleRef("transformer", path)
@@ -109,15 +109,15 @@ def add_flux_transformer(km: KeyMap, config: dict, mlp_hidden: int | None = None
     mlp = mlp_hidden if mlp_hidden is not None else int(dim * MLP_RATIO)
     for i in range(int(config["num_layers"])):
         p, d = f"double_blocks_{i}_", f"transformer_blocks.{i}."
-        _fused(km, p + "img_attn_qkv", [(d + f"attn.to_{x}", dim) for x in "qkv"])
-        _fused(km, p + "txt_attn_qkv", [(d + f"attn.add_{x}_proj", dim) for x in "qkv"])
+        _fused(km, p + "img_attn_qkv", [(d + f"attn.to_{x}", dim) for x in "qkv"], dim)
+        _fused(km, p + "txt_attn_qkv", [(d + f"attn.add_{x}_proj", dim) for x in "qkv"], dim)
         for bfl, path in _DOUBLE_ONE:
             _one(km, km.modules, p + bfl, d + path)
         for bfl, path in _DOUBLE_NORMS:
             _one(km, km.extra_modules, p + bfl, d + path)
     for i in range(int(config["num_single_layers"])):
         p, d = f"single_blocks_{i}_", f"single_transformer_blocks.{i}."
-        _fused(km, p + "linear1", [(d + f"attn.to_{x}", dim) for x in "qkv"] + [(d + "proj_mlp", mlp)])
+        _fused(km, p + "linear1", [(d + f"attn.to_{x}", dim) for x in "qkv"] + [(d + "proj_mlp", mlp)], dim)
         for bfl, path in _SINGLE_ONE:
             _one(km, km.modules, p + bfl, d + path)
         for bfl, path in _SINGLE_NORMS:
@@ -126,7 +126,9 @@ def add_flux_transformer(km: KeyMap, config: dict, mlp_hidden: int | None = None
         _one(km, km.extra_modules, bfl, path)
     # BFL's (shift, scale) rows are diffusers' (scale, shift): the same module with its two halves swapped
     name = "lora_unet_final_layer_adaLN_modulation_1"
-    km.extra_modules[name] = ModuleRef("transformer", "norm_out.linear", rows=((dim, 2 * dim), (0, dim)), total=2 * dim)
+    km.extra_modules[name] = ModuleRef(
+        "transformer", "norm_out.linear", rows=((dim, 2 * dim), (0, dim)), total=2 * dim, unit=dim
+    )
     km.fused[name] = (km.extra_modules[name],)
     km.extra_modules["lora_transformer_norm_out_linear"] = ModuleRef("transformer", "norm_out.linear")
     km.aliases["lora_unet_norm_out_linear"] = "lora_transformer_norm_out_linear"

@@ -62,6 +62,16 @@ class ModuleRef:
     path: str
     rows: tuple[tuple[int, int], ...] | None = None
     total: int | None = None
+    unit: int | None = None  # the fused weight's input width (Flux's D) the rows were counted in
+
+    def rows_for(self, in_features: int, out_rows: int) -> tuple[tuple[int, int], ...] | None:
+        """``rows`` for a LoRA module of another width than the keymap's (a file converted without its model):
+        boundaries scale with D, and the one at the fused weight's end stays at the module's last row."""
+        if self.rows is None or self.unit is None or self.total is None or in_features == self.unit:
+            return self.rows
+        f = in_features / self.unit
+        return tuple((out_rows if a == self.total else round(a * f), out_rows if b == self.total else round(b * f))
+                     for a, b in self.rows)  # fmt: skip
 
 
 @dataclass

@@ -29,6 +29,8 @@ SAVE_DTYPES = {"float": torch.float32, "fp32": torch.float32, "fp16": torch.floa
 def base_model_version(family: Family, prediction_type: str = "epsilon") -> str:
     """kohya ``ss_base_model_version``; the demo model has SD1's architecture and names."""
     v = "_v" if prediction_type == "v_prediction" else ""
+    if family is Family.FLUX:
+        return "flux1"  # kohya sd-scripts' flux_train_network
     if family is Family.SDXL:
         return "sdxl_base_v1-0"
     if family is Family.SD2:
@@ -38,6 +40,8 @@ def base_model_version(family: Family, prediction_type: str = "epsilon") -> str:
 
 def architecture(family: Family, prediction_type: str = "epsilon") -> str:
     """``modelspec.architecture`` of a LoRA for ``family``."""
+    if family is Family.FLUX:
+        return "flux-1-dev/lora"
     if family is Family.SDXL:
         return "stable-diffusion-xl-v1-base/lora"
     if family is Family.SD2:
