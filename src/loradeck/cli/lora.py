@@ -31,13 +31,14 @@ def list_(
         return
     from rich.table import Table
 
-    table = Table("name", "alias", "family", "format", "trigger words", "weight", "hash")
+    table = Table("name", "alias", "family", "base model", "format", "trigger words", "weight", "hash")
     for e in entries:
         d = e.to_dict()
         cells = (
             d["name"],
             d["alias"] if d["alias"] != d["name"] else "",
             d["family"],
+            d["base_model"] or "",
             d["format"] or "",
             ", ".join(d["trigger_words"]),
             f"{d['preferred_weight']:g}" if d["preferred_weight"] else "",
@@ -45,7 +46,7 @@ def list_(
         )
         table.add_row(*(plain(c) for c in cells))  # names and trigger words come from files: never markup
     for err in unreadable:
-        table.add_row(plain(err.path.stem), "", plain("unreadable", "red"), "", plain(err.message), "", "")
+        table.add_row(plain(err.path.stem), "", plain("unreadable", "red"), "", "", plain(err.message), "", "")
     console.print(table)
 
 

@@ -18,7 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from loradeck.empty_init import BUILD_LOCK, empty_weights
 from loradeck.engine.checkpoint_files import CheckpointFile, open_checkpoint
-from loradeck.engine.family import detect_checkpoint_family, sidecar_yaml
+from loradeck.engine.family import detect_checkpoint_family, sidecar_yaml, zero_terminal_snr
 from loradeck.engine.tokenizers import find_tokenizers
 from loradeck.errors import FormatError, LoradeckError, ModelLoadError
 from loradeck.families import Family
@@ -92,8 +92,9 @@ def _load_single_file(
         pred = "v" if PREDICTIONS[forced] == "v_prediction" else "epsilon"
     # The tokenizer first: a missing one is the common failure and should not cost a model load.
     tokenizer, tokenizer_2 = find_tokenizers(family, path, tok_dir)
+    zero_snr = zero_terminal_snr(ckpt.shapes.keys(), ckpt.metadata, sidecar_yaml(path))
     try:
-        configs = infer_configs(ckpt.shapes, family, pred)
+        configs = infer_configs(ckpt.shapes, family, pred, zero_snr)
     except (KeyError, StopIteration, ValueError, IndexError) as err:
         raise ModelLoadError(f"{path}: the {family.label} key layout is incomplete (missing {err})") from None
     for comp, tok in (("text_encoder", tokenizer), ("text_encoder_2", tokenizer_2)):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loradeck.formats.ldm_family import detect_checkpoint_family
+from loradeck.formats.ldm_family import detect_checkpoint_family, zero_terminal_snr
 
-__all__ = ["detect_checkpoint_family", "sidecar_yaml"]
+__all__ = ["detect_checkpoint_family", "sidecar_yaml", "zero_terminal_snr"]
 
 
 def sidecar_yaml(path: Path) -> str | None:

@@ -128,10 +128,13 @@ def infer_text_encoder(shapes: Shapes, family: Family, prefix: str, kind: str, b
     return cfg
 
 
-def infer_configs(shapes: Shapes, family: Family, prediction: str = "epsilon") -> dict[str, dict]:
+def infer_configs(
+    shapes: Shapes, family: Family, prediction: str = "epsilon", zero_snr: bool = False
+) -> dict[str, dict]:
     """Component configs for the checkpoint whose LDM keys have these shapes (``scheduler`` and ``model_index`` too).
 
-    The scheduler's ``prediction_type`` is set from ``prediction`` ("epsilon" or "v").
+    The scheduler's ``prediction_type`` is set from ``prediction`` ("epsilon" or "v"); ``zero_snr`` (a zero-terminal-
+    SNR model, ``ldm_family.zero_terminal_snr``) sets ``rescale_betas_zero_snr``.
     """
     configs = shipped_configs(shipped_config_name(family, prediction))
     configs["unet"] = infer_unet(shapes, family, configs["unet"])
@@ -139,4 +142,6 @@ def infer_configs(shapes: Shapes, family: Family, prediction: str = "epsilon") -
     for comp, prefix, kind in TEXT_ENCODERS[family]:
         configs[comp] = infer_text_encoder(shapes, family, prefix, kind, configs[comp])
     configs["scheduler"]["prediction_type"] = "v_prediction" if prediction == "v" else "epsilon"
+    if zero_snr:
+        configs["scheduler"]["rescale_betas_zero_snr"] = True
     return configs

@@ -12,6 +12,11 @@ comes from, in order: the caller (``--prediction``), a ``v_pred`` key in the sta
 ``modelspec.prediction_type`` metadata of a safetensors file, the A1111 ``.yaml`` sidecar beside the file
 (``parameterization: "v"``), and else the default: **v-prediction for SD 2.x** (2.1-768 and its fine-tunes are by
 far the most common SD 2.x files), epsilon for SD 1.x and SDXL.
+
+Zero terminal SNR (``zero_terminal_snr``): the ``ztsnr`` marker key (NoobAI-XL V-Pred and other v-prediction SDXL
+derivatives carry it next to ``v_pred``, as ComfyUI and reForge read them), kohya's ``ss_zero_terminal_snr``
+training metadata, or ``zero_terminal_snr``/``rescale_betas_zero_snr: true`` in the ``.yaml`` sidecar; such models
+sample with diffusers' ``rescale_betas_zero_snr`` (the last timestep at SNR 0).
 """
 
 from __future__ import annotations
@@ -99,3 +104,16 @@ def _prediction(family: Family, keys: list[str], metadata: Mapping[str, str] | N
     if sidecar is not None:
         return "v" if re.search(r"parameterization:\s*[\"']?v[\"']?\s*$", sidecar, re.M) else "epsilon"
     return "v" if family == Family.SD2 else "epsilon"
+
+
+def zero_terminal_snr(
+    keys: Iterable[str], metadata: Mapping[str, str] | None = None, sidecar_yaml: str | None = None
+) -> bool:
+    """True when the checkpoint was trained with zero terminal SNR (see the module docstring for the cues)."""
+    if "ztsnr" in keys:
+        return True
+    if (metadata or {}).get("ss_zero_terminal_snr", "").strip().lower() == "true":
+        return True
+    if sidecar_yaml is not None:
+        return re.search(r"(zero_terminal_snr|rescale_betas_zero_snr):\s*[\"']?true", sidecar_yaml, re.I) is not None
+    return False

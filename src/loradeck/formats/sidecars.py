@@ -28,6 +28,8 @@ from loradeck.errors import FormatError
 from loradeck.families import Family
 from loradeck.formats import json_safe
 
+# the `sd version` values A1111 knows (its SdVersion); other architectures (Flux) are written as Unknown there
+A1111_VERSIONS = (Family.SD1, Family.SD2, Family.SDXL)
 PREVIEW_EXTS = ("png", "jpg", "jpeg", "webp", "gif")
 DESCRIPTION_SUFFIXES = (".txt", ".description.txt")
 CIVITAI_SUFFIX = ".civitai.info"
@@ -285,7 +287,7 @@ def user_metadata_from_civitai(
     meta = keep if keep is not None else UserMetadata()
     return UserMetadata(
         description=meta.description or info.description,
-        sd_version=meta.sd_version if meta.family else (fam.label if fam else "Unknown"),
+        sd_version=meta.sd_version if meta.family else (fam.label if fam in A1111_VERSIONS else "Unknown"),
         activation_text=meta.activation_text or sep.join(words),
         preferred_weight=meta.preferred_weight or preferred_weight,
         negative_text=meta.negative_text,

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from loradeck.arch import checkpoint_family
 from loradeck.errors import LoradeckError
 from loradeck.families import Family
 from loradeck.formats import json_safe
@@ -57,6 +58,8 @@ def family_from_metadata(metadata: dict[str, str]) -> Family:
     """kohya/modelspec metadata: ``ss_base_model_version``, ``ss_v2``, ``modelspec.architecture``."""
     arch = metadata.get("modelspec.architecture", "").lower()
     base = metadata.get("ss_base_model_version", "").lower()
+    if base.startswith("flux") or arch.startswith("flux"):
+        return Family.FLUX
     if base.startswith("sdxl") or arch.startswith("stable-diffusion-xl"):
         return Family.SDXL
     if metadata.get("ss_v2") == "True" or base.startswith("sd_v2") or arch.startswith("stable-diffusion-v2"):
@@ -165,13 +168,8 @@ def _float(text: str | None) -> float | None:
 def summarize_checkpoint(header: SafetensorsHeader) -> Summary:
     """Family of a single-file (A1111/Civitai layout) checkpoint from its text-encoder keys."""
     keys = header.tensors
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
-        fam = Family.SDXL
-    elif any(k.startswith("cond_stage_model.model.") for k in keys):
-        fam = Family.SD2
-    elif any(k.startswith("cond_stage_model.transformer.") for k in keys):
-        fam = Family.SD1
-    else:
+    fam = checkpoint_family(keys)  # each family's markers (arch/), most specific first
+    if fam is Family.UNKNOWN:
         fam = family_from_metadata(header.metadata)
     return Summary(family=fam, format="checkpoint", module_count=len(keys))
 
@@ -183,6 +181,8 @@ def summarize_diffusers_dir(folder: Path) -> Summary:
     fam = Family.UNKNOWN
     if isinstance(index, dict) and index.get("loradeck_family") in {f.value for f in Family}:
         fam = Family(index["loradeck_family"])
+    elif isinstance(index, dict) and "Flux" in str(index.get("_class_name", "")):
+        fam = Family.FLUX
     elif isinstance(index, dict) and "XL" in str(index.get("_class_name", "")):
         fam = Family.SDXL
     else:

@@ -47,6 +47,14 @@ class Hashes:
         )
 
 
+def base_model_label(civitai: CivitaiInfo | None, family: Family) -> str | None:
+    """The base model a file was made for, as people name it: Civitai's ``baseModel`` (Pony, Illustrious, NoobAI,
+    SDXL 1.0, SD 1.5, Flux.1 D, …) from the ``.civitai.info`` sidecar, else the family's label; None if unknown."""
+    if civitai is not None and civitai.found and civitai.base_model:
+        return civitai.base_model
+    return None if family is Family.UNKNOWN else family.label
+
+
 @dataclass
 class LoraEntry:
     name: str  # file stem, as A1111
@@ -91,6 +99,10 @@ class LoraEntry:
         return self.user.negative_text if self.user else ""
 
     @property
+    def base_model(self) -> str | None:
+        return base_model_label(self.civitai, self.family)
+
+    @property
     def lora_hash(self) -> str | None:
         """The 12 hex for ``Lora hashes:`` (A1111): AutoV3 for safetensors, else the full-file sha256."""
         return self.hashes.autov3 or (self.hashes.sha256[:12] if self.hashes.sha256 else None)
@@ -107,6 +119,7 @@ class LoraEntry:
             "size": self.size,
             "mtime": self.mtime,
             "family": self.family.value,
+            "base_model": self.base_model,
             "format": self.format,
             "rank": self.rank,
             "alpha": self.alpha,
@@ -155,6 +168,11 @@ class CheckpointEntry:
     metadata: dict[str, Any] = field(default_factory=dict)
     user: UserMetadata | None = None
     preview: Path | None = None
+    civitai: CivitaiInfo | None = None
+
+    @property
+    def base_model(self) -> str | None:
+        return base_model_label(self.civitai, self.family)
 
     @property
     def autov2(self) -> str | None:
@@ -180,6 +198,7 @@ class CheckpointEntry:
             "size": self.size,
             "mtime": self.mtime,
             "family": self.family.value,
+            "base_model": self.base_model,
             "format": self.format,
             "hash": self.autov2,
             "sha256": self.sha256,

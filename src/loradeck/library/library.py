@@ -240,6 +240,11 @@ class Library:
         hint = f" (did you mean {close[0]}?)" if close else f" (nothing matches in {self.checkpoint_dir})"
         raise CheckpointNotFound(f"Checkpoint not found: {name_or_path}{hint}")
 
+    def find_checkpoint(self, name: str) -> CheckpointEntry | None:
+        """The library's entry for a checkpoint name or title, without a rescan; None when it has none."""
+        self._ensure_scanned()
+        return self._find_checkpoint(str(name))
+
     def _find_checkpoint(self, key: str) -> CheckpointEntry | None:
         key = key.replace("\\", "/")
         for attr in ("title", "name", "model_name", "stem"):

@@ -164,4 +164,5 @@ def checkpoint_entry(row: Row, found: Found, root: Path) -> CheckpointEntry:
         metadata=decode_metadata(json.loads(row.metadata or "{}")),
         user=side.user,
         preview=side.preview,
+        civitai=side.civitai,
     )

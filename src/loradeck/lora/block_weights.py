@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loradeck.errors import InvalidRequest
-from loradeck.lora.keymap import KeyMap
+from loradeck.lora.keymap import DENOISERS, KeyMap
 
 BLOCK_IDS = ("BASE",) + tuple(f"IN{i:02d}" for i in range(12)) + ("M00",) + tuple(f"OUT{i:02d}" for i in range(12))
 BASE, MID = 0, 13
@@ -159,7 +159,7 @@ def block_table(keymap: KeyMap) -> dict[str, int | None]:
     sgm_of = {canon: alias for alias, canon in keymap.aliases.items() if _SGM_BLOCK.match(alias)}
     table: dict[str, int | None] = {}
     for name, ref in keymap.all_modules().items():
-        if ref.component != "unet":
+        if ref.component not in DENOISERS:
             table[name] = BASE
         else:
             table[name] = sgm_block(sgm_of.get(name, name))

@@ -14,13 +14,23 @@ from pathlib import Path
 
 import torch
 
+from loradeck.arch import lora_family_by_names
 from loradeck.errors import FormatError
 from loradeck.families import Family
 from loradeck.formats.embeddings import Embedding, embedding_from_data
 from loradeck.lora.spec import LoraFile, ModuleSpec
 from loradeck.lora.validate import check_header, check_tensors
 
-KOHYA_PREFIXES = ("lora_unet_", "lora_te1_", "lora_te2_", "lora_te_", "lycoris_", "oft_unet_")
+KOHYA_PREFIXES = (
+    "lora_unet_",
+    "lora_te1_",
+    "lora_te2_",
+    "lora_te3_",  # kohya's Flux/SD3 T5-XXL
+    "lora_te_",
+    "lora_transformer_",  # OneTrainer's Flux (diffusers paths, kohya spelling)
+    "lycoris_",
+    "oft_unet_",
+)
 
 # kohya-style parameter names → normalised parameter name
 _KOHYA_PARAMS = {
@@ -55,8 +65,19 @@ _DOTTED = [
 ]
 
 
+# XLabs' Flux LoRAs: attention-processor layers of the double blocks (1 = image stream, 2 = text stream)
+_XLABS = re.compile(
+    r"^(?:diffusion_model\.)?double_blocks\.(?P<n>\d+)\.processor\.(?P<what>qkv|proj)_lora(?P<s>[12])\."
+    r"(?P<ud>up|down)\.weight$"
+)
+
+
 def split_key(key: str) -> tuple[str, str, str] | None:
     """(kohya module name, normalised parameter, layout) for one file key, or None if not recognised."""
+    m = _XLABS.match(key)
+    if m:
+        stream = "img" if m["s"] == "1" else "txt"
+        return f"lora_unet_double_blocks_{m['n']}_{stream}_attn_{m['what']}", _UD[m["ud"]], "xlabs"
     if key.startswith(KOHYA_PREFIXES) and "." in key:
         module, param = key.split(".", 1)
         param = re.sub(r"^lora_([AB])\.[A-Za-z0-9_]+\.weight$", r"lora_\1.weight", param)  # lora_B.default.weight
@@ -79,10 +100,34 @@ def split_key(key: str) -> tuple[str, str, str] | None:
     return None
 
 
+# Flux dotted prefixes: ComfyUI/BFL original names, ComfyUI's text encoders, diffusers' transformer
+_FLUX_DOTTED = (
+    ("diffusion_model.", "lora_unet_", "comfyui"),
+    ("text_encoders.clip_l.transformer.", "lora_te1_", "comfyui"),
+    ("text_encoders.t5xxl.transformer.", "lora_te3_", "comfyui"),
+    ("transformer.", "lora_transformer_", "diffusers"),
+)
+_FLUX_BARE = re.compile(r"^(double_blocks|single_blocks|img_in|txt_in|time_in|vector_in|guidance_in|final_layer)\b")
+
+_FLUX_DIFFUSERS_ROOTS = re.compile(
+    r"^(transformer_blocks|single_transformer_blocks|norm_out|proj_out|x_embedder|context_embedder|time_text_embed)"
+    r"(\.|$)"
+)
+
+
 def _dotted_module_name(path: str) -> tuple[str | None, str]:
     layout = "diffusers"
     if path.startswith("base_model.model."):
         path, layout = path[len("base_model.model.") :], "peft"
+    for prefix, kohya, flux_layout in _FLUX_DOTTED:
+        if path.startswith(prefix):
+            rest = path[len(prefix) :]
+            name = _te_or_unet(kohya, rest) if kohya == "lora_te1_" else kohya + rest.replace(".", "_")
+            return name, flux_layout if layout != "peft" else layout
+    if _FLUX_BARE.match(path):
+        return "lora_unet_" + path.replace(".", "_"), "comfyui" if layout != "peft" else layout
+    if _FLUX_DIFFUSERS_ROOTS.match(path):  # raw PEFT keys of a Flux transformer
+        return "lora_transformer_" + path.replace(".", "_"), layout
     for prefix, kohya in (("text_encoder_2.", "lora_te2_"), ("text_encoder.", "lora_te_"), ("unet.", "lora_unet_")):
         if path.startswith(prefix):
             return _te_or_unet(kohya, path[len(prefix) :]), layout
@@ -152,13 +197,21 @@ def module_in_dim(kind: str, shapes: dict[str, tuple[int, ...]]) -> int | None:
     return None
 
 
+_FLUX_T5 = re.compile(r"^lora_te2_(text_model_)?encoder_block_")
+
 _CTX = {768: Family.SD1, 1024: Family.SD2, 2048: Family.SDXL, 64: Family.DEMO}
 _TE_HIDDEN = {768: Family.SD1, 1024: Family.SD2, 1280: Family.SDXL, 64: Family.DEMO}
 
 
 def detect_lora_family(modules: dict[str, dict[str, tuple[int, ...]]]) -> Family:
-    """Family from module names and tensor shapes ({module: {param: shape}}), like A1111/kohya's base detection."""
+    """Family from module names and tensor shapes ({module: {param: shape}}), like A1111/kohya's base detection.
+
+    Flux first: its names (BFL blocks, diffusers' transformer blocks, kohya's T5 ``lora_te3_``) are its own, and
+    its CLIP-L keys are ``lora_te1_`` like SDXL's."""
     names = list(modules)
+    proven = lora_family_by_names(names)  # the families whose module names are their own (arch/: Flux)
+    if proven is not None:
+        return proven
     if any(n.startswith(("lora_te1_", "lora_te2_")) for n in names):
         return Family.SDXL
     if any(
@@ -246,8 +299,10 @@ def parse_state_dict(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
         if kind in ("glora", "oft"):
             label = {"glora": "GLoRA", "oft": "OFT/BOFT"}[kind]
             raise FormatError(path, f"is a {label} LoRA, which loradeck does not support (module {name})")
-        if family is Family.SDXL and name.startswith("lora_te_"):
-            name = "lora_te1_" + name[len("lora_te_") :]  # diffusers `text_encoder.` of an SDXL file
+        if family in (Family.SDXL, Family.FLUX) and name.startswith("lora_te_"):
+            name = "lora_te1_" + name[len("lora_te_") :]  # diffusers `text_encoder.` of an SDXL/Flux file
+        if family is Family.FLUX:
+            name = _FLUX_T5.sub("lora_te3_encoder_block_", name)  # diffusers/OneTrainer T5 → kohya's
         spec = ModuleSpec(
             name=name, kind=kind, tensors={p: tensors[k] for p, k in params.items()}, keys=list(params.values())
         )

@@ -111,7 +111,7 @@ def inspect_lora(path: str | os.PathLike) -> dict:
     if lora.family is not Family.UNKNOWN:
         keymap = keymap_for_family(lora.family)
         report, matched = match_lora(lora, keymap)
-        matched_names = [spec.name for spec, _ in matched]
+        matched_names = list(dict.fromkeys(spec.name for spec, _ in matched))  # a fused module's pieces: once
         unmatched = report.unmatched_keys
         total = len(keymap.modules) + (len(keymap.conv_modules) if "locon" in lora.format else 0)
     metadata = lora.metadata

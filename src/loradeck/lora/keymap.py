@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from loradeck.arch import arch_of
 from loradeck.families import Family
 
 ATTN_LEAVES = (
@@ -45,12 +46,32 @@ RESNET_SGM = {
 }
 
 
+DENOISERS = ("unet", "transformer")  # components that take the `unet` multiplier of `<lora:name:te:unet>`
+
+
 @dataclass(frozen=True)
 class ModuleRef:
-    """A module of our loaded models: component ("unet" | "te1" | "te2") and dotted path inside it."""
+    """A module of our loaded models: component ("unet" | "transformer" | "te1" | "te2") and dotted path inside it.
+
+    ``rows``: set when the LoRA module addresses a fused weight that our model holds split (Flux's ``qkv`` and
+    ``linear1`` are to_q/to_k/to_v/proj_mlp in diffusers): the (start, stop) segments of the LoRA's ΔW rows,
+    concatenated, that make this module's rows; ``total`` is the fused weight's row count the LoRA must have.
+    """
 
     component: str
     path: str
+    rows: tuple[tuple[int, int], ...] | None = None
+    total: int | None = None
+    unit: int | None = None  # the fused weight's input width (Flux's D) the rows were counted in
+
+    def rows_for(self, in_features: int, out_rows: int) -> tuple[tuple[int, int], ...] | None:
+        """``rows`` for a LoRA module of another width than the keymap's (a file converted without its model):
+        boundaries scale with D, and the one at the fused weight's end stays at the module's last row."""
+        if self.rows is None or self.unit is None or self.total is None or in_features == self.unit:
+            return self.rows
+        f = in_features / self.unit
+        return tuple((out_rows if a == self.total else round(a * f), out_rows if b == self.total else round(b * f))
+                     for a, b in self.rows)  # fmt: skip
 
 
 @dataclass
@@ -62,10 +83,22 @@ class KeyMap:
     conv_modules: dict[str, ModuleRef] = field(default_factory=dict)  # LoCon additions (conv_dim)
     extra_modules: dict[str, ModuleRef] = field(default_factory=dict)  # norms, conv_in/out, embeddings (LyCORIS full)
     aliases: dict[str, str] = field(default_factory=dict)  # other spelling → canonical name
+    # a canonical name whose weight our model holds split → every piece (each ModuleRef has ``rows``)
+    fused: dict[str, tuple[ModuleRef, ...]] = field(default_factory=dict)
+    # a name addressing one piece of a fused weight (diffusers' to_q of Flux's qkv) → (fused canonical name, rows)
+    part_of: dict[str, tuple[str, tuple[int, int]]] = field(default_factory=dict)
 
     def resolve(self, name: str) -> ModuleRef | None:
         name = self.aliases.get(name, name)
         return self.modules.get(name) or self.conv_modules.get(name) or self.extra_modules.get(name)
+
+    def resolve_all(self, name: str) -> tuple[ModuleRef, ...]:
+        """Every module the LoRA module ``name`` changes: one, or the pieces of a fused weight."""
+        canon = self.aliases.get(name, name)
+        if canon in self.fused:
+            return self.fused[canon]
+        ref = self.resolve(name)
+        return () if ref is None else (ref,)
 
     def canonical(self, name: str) -> str:
         return self.aliases.get(name, name)
@@ -199,7 +232,8 @@ def build_keymap(
 ) -> KeyMap:
     """KeyMap for a family from its U-Net config and text-encoder configs ({"te1": cfg, "te2": cfg})."""
     km = KeyMap(family=family)
-    add_unet(km, unet_config, sgm_canonical=family is Family.SDXL)
+    arch = arch_of(family)
+    add_unet(km, unet_config, sgm_canonical=arch is not None and arch.unet_names == "sgm")
     has_tm = te_has_text_model or {}
     if family is Family.SDXL:
         add_text_encoder(km, "lora_te1", "te1", te_configs["te1"]["num_hidden_layers"], has_tm.get("te1", False))
@@ -225,9 +259,17 @@ def _has_text_model(config: dict) -> bool:
 
 
 def keymap_for_family(family: Family) -> KeyMap:
-    """KeyMap from the configs shipped for ``family`` (sd1, sd2, sdxl)."""
+    """KeyMap from the configs shipped for ``family`` (sd1, sd2, sdxl, flux)."""
     if family is Family.DEMO:
         return build_keymap(family, demo_config("unet"), {"te1": demo_config("text_encoder")}, {"te1": False})
+    if family is Family.FLUX:  # Flux.1-dev's sizes, shipped as data (configs/flux)
+        from loradeck.lora.flux_keys import build_flux_keymap
+
+        return build_flux_keymap(
+            _shipped_config("flux", "transformer"),
+            clip_layers=_shipped_config("flux", "text_encoder")["num_hidden_layers"],
+            t5_layers=_shipped_config("flux", "text_encoder_2")["num_layers"],
+        )
     folder = family.config_dir
     if folder is None:
         raise ValueError(f"no shipped config for family {family.value!r}; use keymap_from_models")

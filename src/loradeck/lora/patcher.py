@@ -49,7 +49,7 @@ from loradeck.lora.blocks import (
     undo_in_place,
     wide_positions,
 )
-from loradeck.lora.keymap import KeyMap, ModuleRef
+from loradeck.lora.keymap import DENOISERS, KeyMap, ModuleRef
 from loradeck.lora.math import needs_base
 from loradeck.lora.report import StackReport, match_lora
 from loradeck.lora.spec import LoraFile
@@ -185,7 +185,7 @@ class LoraPatcher:
                 )
             touched: list[int | None] = []
             for spec, ref in matched:
-                m = float(entry.unet if ref.component == "unet" else entry.te)
+                m = float(entry.unet if ref.component in DENOISERS else entry.te)
                 if entry.block_weights is not None:
                     block = self._block_of(spec.name)
                     touched.append(block)

@@ -11,6 +11,7 @@ from torch import nn
 
 from loradeck.families import Family
 from loradeck.lora.keymap import KeyMap, ModuleRef
+from loradeck.lora.slices import slice_for
 from loradeck.lora.spec import LoraFile, ModuleSpec
 from loradeck.lora.validate import dora_problem
 
@@ -94,6 +95,11 @@ def shape_problem(spec: ModuleSpec, module: nn.Module) -> str | None:
     return f"{spec.name} ({shapes}) does not fit weight {list(w.shape)}"
 
 
+def _in_features(module: nn.Module) -> int:
+    w = getattr(module, "weight", None)
+    return -1 if w is None or w.dim() < 2 else int(w[0].numel())
+
+
 def pad_for_inpainting(spec: ModuleSpec, module: nn.Module) -> ModuleSpec:
     """A 4-channel LoRA on a 9-channel inpainting model's first conv: its down (or full diff) gets zero columns for
     the 5 extra input channels, so Δ is A1111's zero-padded update (the mask channels keep their weights)."""
@@ -128,21 +134,38 @@ def match_lora(
         )
         return rep, []
     matched: list[tuple[ModuleSpec, ModuleRef]] = []
+    n_matched = 0
     for name, spec in lora.modules.items():
-        ref = keymap.resolve(name)
-        module = module_of(ref) if (ref is not None and module_of is not None) else None
-        if ref is None or (module_of is not None and module is None):
+        refs = keymap.resolve_all(name)
+        modules = [module_of(ref) for ref in refs] if module_of is not None else [None] * len(refs)
+        if not refs or (module_of is not None and any(m is None for m in modules)):
             rep.unmatched_modules.append(name)
             rep.unmatched_keys.extend(spec.keys)
             continue
-        if module is not None:
-            spec = pad_for_inpainting(spec, module)
-        problem = shape_problem(spec, module) if module is not None else None
+        pieces: list[tuple[ModuleSpec, ModuleRef]] = []
+        problem: str | None = None
+        for ref, module in zip(refs, modules, strict=True):
+            piece: ModuleSpec | str = spec
+            if module is not None:
+                piece = slice_for(spec, ref, _in_features(module)) if ref.rows is not None else spec
+                if isinstance(piece, str):
+                    problem = piece
+                    break
+                piece = pad_for_inpainting(piece, module)
+                problem = shape_problem(piece, module)
+            elif ref.rows is not None:  # no model to check against: slice by the keymap's numbers alone
+                piece = slice_for(spec, ref, -1)
+                problem = piece if isinstance(piece, str) else None
+            if problem:
+                break
+            assert not isinstance(piece, str)
+            pieces.append((piece, ref))
         if problem:
             rep.shape_mismatches.append(problem)
             continue
-        matched.append((spec, ref))
-    rep.modules_matched = len(matched)
+        matched.extend(pieces)
+        n_matched += 1
+    rep.modules_matched = n_matched
     if not matched and not rep.shape_mismatches:
         rep.skipped = True
         rep.warning = f"LoRA {lora.name} matches no module of the loaded {keymap.family.label} model; it was skipped"

@@ -22,6 +22,8 @@ class ModuleSpec:
     kind: str  # lora | loha | lokr | ia3 | full | norm | glora | oft
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)  # the file's original keys, for reports
+    # row slices of this module for the pieces of a fused weight (lora/slices.py), cached so a piece is one object
+    pieces: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def alpha(self) -> float | None:

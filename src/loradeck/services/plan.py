@@ -47,6 +47,7 @@ class Checkpoint:
     title: str  # A1111's sd_model_checkpoint title; "demo" for the embedded model
     family: Family
     native_size: int
+    base_model: str | None = None  # Civitai's base-model label (Pony, Illustrious, …) when the library knows it
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def plan_generation(
     recorded = rewrite_tag_weights(request.prompt, tags) if request.normalize_lora_weights else request.prompt
     not_applied: dict[str, str] = {}
     presets = load_presets(settings.lbw_presets_path) if any(t.lbw for t in tags) else {}
-    loras = _resolve(tags, library, checkpoint.family, presets, warnings, not_applied)
+    loras = _resolve(tags, library, checkpoint, presets, warnings, not_applied)
     clean = parsed.text
     active = [c.entry for c in loras]
     if request.add_trigger_words:
@@ -192,25 +193,49 @@ def _with_seeds(request: GenerationRequest) -> GenerationRequest:
 def _resolve(
     tags: Sequence[LoraTag],
     library: Library,
-    family: Family,
+    checkpoint: Checkpoint,
     presets: dict[str, str],
     warnings: list[str],
     not_applied: dict[str, str],
 ) -> list[LoraChoice]:
+    """The compatibility check is by architecture (family): another family's LoRA is skipped with one warning; a
+    LoRA made for another model of the same architecture (Pony on Illustrious) is applied, with a note."""
+    family = checkpoint.family
     choices = []
     for tag in tags:
         block_weights = resolve_block_weights(tag.lbw, presets, tag.text) if tag.lbw else None  # bad lbw= refuses
         try:
             entry = library.resolve_lora(tag.name)
         except LoradeckError as exc:  # unknown name: say so, go on with the rest (A1111 does; Forge crashes)
-            warnings.append(not_applied.setdefault(tag.name, str(exc)))
+            _not_applied(tag.name, str(exc), warnings, not_applied)
             continue
         if Family.UNKNOWN not in (entry.family, family) and entry.family != family:
             why = f"LoRA {tag.name} is for {Family(entry.family).label} but the model is {family.label}; skipped."
-            warnings.append(not_applied.setdefault(tag.name, why))
+            _not_applied(tag.name, why, warnings, not_applied)
             continue
+        note = _base_model_note(tag.name, getattr(entry, "base_model", None), checkpoint)
+        if note and note not in warnings:
+            warnings.append(note)
         choices.append(LoraChoice(tag, entry, block_weights))
     return choices
+
+
+def _not_applied(name: str, why: str, warnings: list[str], not_applied: dict[str, str]) -> None:
+    """One warning per LoRA left out, however many tags name it."""
+    if name not in not_applied:
+        warnings.append(not_applied.setdefault(name, why))
+
+
+def _base_model_note(name: str, lora_base: str | None, checkpoint: Checkpoint) -> str | None:
+    model_base = checkpoint.base_model
+    if not lora_base or not model_base or lora_base.strip().lower() == model_base.strip().lower():
+        return None
+    if Family.from_label(lora_base) is not Family.from_label(model_base):
+        return None  # labels of different architectures: the family check above speaks for the files' keys
+    return (
+        f"LoRA {name} was made for {lora_base} and the model is {model_base} (the same {checkpoint.family.label} "
+        "architecture): applied, but it may look different than on its own base."
+    )
 
 
 def _plan_hires(

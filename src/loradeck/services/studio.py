@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image
 
+from loradeck.arch import native_size
 from loradeck.demo.paths import DEMO, demo_lora_dir, demo_native_size
 from loradeck.errors import Cancelled, CheckpointNotFound, LoradeckError, ModelLoadError
 from loradeck.families import Family
@@ -47,8 +48,6 @@ log = logging.getLogger("loradeck")
 
 ProgressFn = Callable[[Progress], None]
 T = TypeVar("T")
-# A1111's usual native sizes, for planning a job on a checkpoint that is not loaded yet (corrected once it is)
-_NATIVE = {Family.SD1: 512, Family.SD2: 512, Family.SDXL: 1024}
 
 
 class Studio:
@@ -239,11 +238,17 @@ class Studio:
     def _planned_checkpoint(self, title: str) -> Checkpoint:
         model = self._model
         if model is not None and model.title == title:
-            return Checkpoint(title, model.family, model.native_size)
+            label = self._base_label(title) if title != DEMO else None
+            return Checkpoint(title, model.family, model.native_size, label)
         if title == DEMO:
             return Checkpoint(DEMO, Family.DEMO, demo_native_size())
         family = Family(self._source(title).family)
-        return Checkpoint(title, family, _NATIVE.get(family, 512))
+        return Checkpoint(title, family, native_size(family), self._base_label(title))  # corrected once loaded
+
+    def _base_label(self, title: str) -> str | None:
+        """Civitai's base-model label of a library checkpoint (Pony, Illustrious, …), None when not known."""
+        entry = self.library.find_checkpoint(title)
+        return entry.base_model if entry is not None else None
 
     # ------------------------------------------------------------------------------------------------ generate
     def plan(self, request: GenerationRequest) -> GenerationPlan:
@@ -361,7 +366,7 @@ class Studio:
         model = self._load(plan.checkpoint.title)
         if (model.family, model.native_size) != (plan.checkpoint.family, plan.checkpoint.native_size):
             # planned before the model was in memory: plan again with what it really is (seeds are fixed)
-            real = Checkpoint(model.title, model.family, model.native_size)
+            real = Checkpoint(model.title, model.family, model.native_size, plan.checkpoint.base_model)
             plan = plan_generation(plan.request, checkpoint=real, library=self.library, settings=self.settings)
         from loradeck.services.generation import run_plan
 

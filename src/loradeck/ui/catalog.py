@@ -34,6 +34,12 @@ class Card:
     preferred_weight: float  # 0 = "use the default multiplier" (A1111), i.e. 1
     mtime: float
     has_preview: bool
+    base_model: str = ""  # Civitai's label (Pony, Illustrious, Flux.1 D, …) when the library knows it
+
+    @property
+    def badge(self) -> str:
+        """What the family badge says: Civitai's base-model label when known (Pony), else the family's (SDXL)."""
+        return self.base_model or self.family.label
 
     @property
     def weight(self) -> float:
@@ -77,6 +83,7 @@ def card_from_entry(entry: Any) -> Card:
         preferred_weight=float(entry.preferred_weight or 0.0),
         mtime=float(entry.mtime),
         has_preview=entry.preview is not None,
+        base_model=getattr(entry, "base_model", None) or "",
     )
 
 

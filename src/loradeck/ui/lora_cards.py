@@ -45,7 +45,9 @@ def card_html(card: Card, model_family: Family | None) -> str:
         thumb = (
             f'<div class="ld-placeholder" aria-hidden="true"><b>{e(_initials(card))}</b><small>no preview</small></div>'
         )
-    badges = f'<span class="ld-family ld-fam-{e(card.family.value)}">{e(card.family.label)}</span>'
+    badges = (
+        f'<span class="ld-family ld-fam-{e(card.family.value)}" title="{e(card.family.label)}">{e(card.badge)}</span>'
+    )
     if warning:
         badges += f'<span class="ld-mismatch" title="{e(warning)}">⚠ not for {e(model_family.label)}</span>'
     sub = " · ".join(p for p in (card.name if card.name != card.alias else "", card.subfolder) if p)

@@ -99,7 +99,7 @@ CSS = """
 .ld-family, .ld-mismatch { font-size: .7rem; font-weight: 700; padding: .1rem .45rem; border-radius: 999px;
   color: #fff; background: #475569; box-shadow: 0 1px 3px rgba(0,0,0,.25); }
 .ld-fam-sd1 { background: #2563eb; } .ld-fam-sd2 { background: #0d9488; } .ld-fam-sdxl { background: #7c3aed; }
-.ld-fam-demo { background: #ea580c; } .ld-fam-unknown { background: #64748b; }
+.ld-fam-demo { background: #ea580c; } .ld-fam-unknown { background: #64748b; } .ld-fam-flux { background: #be123c; }
 .ld-mismatch { background: #fbbf24; color: #451a03; }
 .ld-card-mismatch .ld-thumb img, .ld-card-mismatch .ld-placeholder { opacity: .7; }
 .ld-info { padding: .5rem .65rem .6rem; display: flex; flex-direction: column; gap: .2rem; min-width: 0; }

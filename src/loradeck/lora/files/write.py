@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as st_save
 
+from loradeck.arch import native_size
 from loradeck.families import Family
 from loradeck.formats.sidecars import UserMetadata, atomic_write_bytes, write_preview, write_user_metadata
 
@@ -28,6 +29,8 @@ SAVE_DTYPES = {"float": torch.float32, "fp32": torch.float32, "fp16": torch.floa
 def base_model_version(family: Family, prediction_type: str = "epsilon") -> str:
     """kohya ``ss_base_model_version``; the demo model has SD1's architecture and names."""
     v = "_v" if prediction_type == "v_prediction" else ""
+    if family is Family.FLUX:
+        return "flux1"  # kohya sd-scripts' flux_train_network
     if family is Family.SDXL:
         return "sdxl_base_v1-0"
     if family is Family.SD2:
@@ -37,6 +40,8 @@ def base_model_version(family: Family, prediction_type: str = "epsilon") -> str:
 
 def architecture(family: Family, prediction_type: str = "epsilon") -> str:
     """``modelspec.architecture`` of a LoRA for ``family``."""
+    if family is Family.FLUX:
+        return "flux-1-dev/lora"
     if family is Family.SDXL:
         return "stable-diffusion-xl-v1-base/lora"
     if family is Family.SD2:
@@ -48,7 +53,7 @@ def modelspec(family: Family, title: str, *, prediction_type: str = "epsilon", r
     """The ``modelspec.*`` keys kohya writes for a LoRA (``library/sai_model_spec.py``)."""
     from loradeck.version import __version__
 
-    res = resolution or (1024 if family is Family.SDXL else 512)
+    res = resolution or native_size(Family.SD1 if family is Family.DEMO else family)  # demo LoRAs: SD1's
     return {
         "modelspec.sai_model_spec": "1.0.1",
         "modelspec.architecture": architecture(family, prediction_type),

@@ -20,7 +20,7 @@ from loradeck.lora.keymap import keymap_for_family
 from loradeck.lora.spec import LoraFile
 
 TARGETS = ("kohya", "peft", "comfy")
-_PEFT_PREFIX = {"unet": "unet.", "te1": "text_encoder.", "te2": "text_encoder_2."}
+_PEFT_PREFIX = {"unet": "unet.", "transformer": "transformer.", "te1": "text_encoder.", "te2": "text_encoder_2."}
 
 
 def kohya_renamed(lora: LoraFile, dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -46,18 +46,24 @@ def peft_tensors(modules: list[LowRankModule], family: Family, dtype: torch.dtyp
     if family is Family.UNKNOWN:
         raise InvalidRequest("the LoRA's base model is not recognised, so its diffusers module paths are unknown.")
     keymap = keymap_for_family(family)
+    t5 = family is Family.FLUX  # Flux's te2 is T5 (no ``text_model.``); its te1 is CLIP-L
     out: dict[str, torch.Tensor] = {}
     for m in modules:
-        ref = keymap.resolve(m.name)
-        if ref is None:
+        refs = keymap.resolve_all(m.name)
+        if not refs:
             raise InvalidRequest(f"module {m.name} has no place in a {family.label} model.")
-        path = ref.path
-        if ref.component != "unet" and not path.startswith("text_model."):
-            path = "text_model." + path  # the layout diffusers writes for CLIP text encoders
-        key = _PEFT_PREFIX[ref.component] + path
-        down, up = m.down, m.up
-        if len(m.shape) == 4:
-            down, up = down.reshape(m.rank, *m.shape[1:]), up.reshape(m.shape[0], m.rank, 1, 1)
-        out[f"{key}.lora_A.weight"] = down.to("cpu", dtype).contiguous()
-        out[f"{key}.lora_B.weight"] = up.to("cpu", dtype).contiguous()
+        for ref in refs:  # a fused Flux weight: one PEFT module per piece, with the up's rows of that piece
+            path = ref.path
+            clip = ref.component in ("te1", "te2") and not (t5 and ref.component == "te2")
+            if clip and not path.startswith("text_model."):
+                path = "text_model." + path  # the layout diffusers writes for CLIP text encoders
+            key = _PEFT_PREFIX[ref.component] + path
+            down, up = m.down, m.up
+            rows = ref.rows_for(m.shape[1], m.shape[0]) if len(m.shape) == 2 else ref.rows
+            if rows is not None:  # split at the file's own widths: no model is loaded to ask
+                up = torch.cat([up[a:b] for a, b in rows], 0)
+            if len(m.shape) == 4:
+                down, up = down.reshape(m.rank, *m.shape[1:]), up.reshape(m.shape[0], m.rank, 1, 1)
+            out[f"{key}.lora_A.weight"] = down.to("cpu", dtype).contiguous()
+            out[f"{key}.lora_B.weight"] = up.to("cpu", dtype).contiguous()
     return out
