@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from loradeck.arch import arch_of
 from loradeck.errors import InvalidRequest
 from loradeck.families import Family
 from loradeck.lora.files.write import LowRankModule
@@ -46,7 +47,7 @@ def peft_tensors(modules: list[LowRankModule], family: Family, dtype: torch.dtyp
     if family is Family.UNKNOWN:
         raise InvalidRequest("the LoRA's base model is not recognised, so its diffusers module paths are unknown.")
     keymap = keymap_for_family(family)
-    t5 = family is Family.FLUX  # Flux's te2 is T5 (no ``text_model.``); its te1 is CLIP-L
+    arch = arch_of(family)
     out: dict[str, torch.Tensor] = {}
     for m in modules:
         refs = keymap.resolve_all(m.name)
@@ -54,7 +55,8 @@ def peft_tensors(modules: list[LowRankModule], family: Family, dtype: torch.dtyp
             raise InvalidRequest(f"module {m.name} has no place in a {family.label} model.")
         for ref in refs:  # a fused Flux weight: one PEFT module per piece, with the up's rows of that piece
             path = ref.path
-            clip = ref.component in ("te1", "te2") and not (t5 and ref.component == "te2")
+            comp = arch.component(ref.component) if arch else None  # CLIP or OpenCLIP, not T5 (Flux's te2)
+            clip = comp is not None and comp.kind in ("clip", "openclip")
             if clip and not path.startswith("text_model."):
                 path = "text_model." + path  # the layout diffusers writes for CLIP text encoders
             key = _PEFT_PREFIX[ref.component] + path
