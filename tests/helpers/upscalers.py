@@ -43,8 +43,14 @@ def make_network(kind: str, seed: int = 0) -> torch.nn.Module:
 
 
 def write_upscaler(path: Path, kind: str, seed: int = 0) -> torch.nn.Module:
-    """Save the network's state dict (.pth via torch.save, .safetensors via safetensors); returns the network."""
-    net = make_network(kind, seed)
+    """Save the network's state dict (.pth via torch.save, .safetensors via safetensors); returns the network.
+
+    Built under loradeck's BUILD_LOCK: a server's model load in another thread switches the whole process to empty
+    (meta) weights while it builds, and a network built meanwhile would be saved as meta tensors."""
+    from loradeck.empty_init import BUILD_LOCK
+
+    with BUILD_LOCK:
+        net = make_network(kind, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     if path.suffix == ".safetensors":
@@ -58,8 +64,11 @@ def write_upscaler(path: Path, kind: str, seed: int = 0) -> torch.nn.Module:
 
 def reference_upscale(net: torch.nn.Module, picture: Image.Image) -> Image.Image:
     """spandrel's own forward: the descriptor spandrel builds from the same tensors, on the same [0, 1] input."""
+    from loradeck.empty_init import BUILD_LOCK
+
     spandrel = import_spandrel()
-    descriptor = spandrel.ModelLoader().load_from_state_dict(net.state_dict())
+    with BUILD_LOCK:
+        descriptor = spandrel.ModelLoader().load_from_state_dict(net.state_dict())
     x = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
     with torch.no_grad():
         y = descriptor(x).clamp(0, 1)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from loradeck.empty_init import BUILD_LOCK
 from loradeck.errors import ModelLoadError
 from loradeck.families import Family
 from loradeck.formats.flux_file import bfl_to_diffusers, is_bfl_flux
@@ -108,7 +109,8 @@ def _from_pretrained(cls_name: str, folder: Path, dtype: torch.dtype):
     try:
         if cls_name.endswith("Tokenizer") or cls_name.endswith("TokenizerFast"):
             return cls.from_pretrained(str(folder), local_files_only=True)
-        return cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype).eval()
+        with BUILD_LOCK:  # diffusers/transformers build on the meta device (see loradeck.empty_init)
+            return cls.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype).eval()
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{folder}: could not read the {cls_name} there ({exc.__class__.__name__})") from None
 
